@@ -1,0 +1,81 @@
+"""Builds the Starlette app from a `Settings` object: routes, error mapping, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .config import Settings
+from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
+from .metrics import Metrics
+from .proxy import Proxy
+from .rules_live import LiveRules
+from .upstream import Upstream
+
+log = logging.getLogger("memgate.app")
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
+    """The whole gateway as one ASGI app. Nothing is opened until the lifespan starts."""
+    metrics = metrics or Metrics()
+    rules = LiveRules(settings.rules, metrics)
+    upstream = Upstream(settings)
+    proxy = Proxy(settings, upstream, rules, metrics, memory=None)
+    state: dict[str, bool] = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        watcher = asyncio.create_task(rules.watch())
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, rules.reload)
+        state["ready"] = True
+        log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            watcher.cancel()
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
+            await upstream.aclose()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if not state["ready"] or upstream.client.is_closed:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
+        Route("/v1/{path:path}", proxy.passthrough, methods=ALL_METHODS),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={GatewayError: gateway_error_handler, HTTPException: http_exception_handler, Exception: unhandled_error_handler},
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.rules = rules
+    app.state.proxy = proxy
+    return app

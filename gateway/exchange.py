@@ -1,0 +1,58 @@
+"""What one chat request carries between the proxy and the memory layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .identity import Identity
+from .rules import RuleSettings
+
+MODES = ("off", "read", "write", "read-write")
+
+
+@dataclass
+class ChatContext:
+    """One chat request as the memory layer sees it. Mutable: recall records what it injected."""
+
+    request_id: str
+    identity: Identity
+    rule_name: str
+    rule: RuleSettings
+    model: str
+    read: bool  # recall and inject
+    write: bool  # capture and extract
+    # The caller's key, kept in memory only for an `llm` extractor without its own key.
+    api_key: str = field(default="", repr=False)
+    memory_status: str = "off"  # ok | off | timeout | degraded
+    injected: int = 0
+    injected_tokens: int = 0
+
+
+@dataclass
+class Reply:
+    """The assistant's side of a completed exchange, captured from JSON or assembled from SSE deltas."""
+
+    content: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class MemoryLayer(Protocol):
+    """What the proxy asks of memory. Both calls fail open: they never raise into the request."""
+
+    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Return the payload with memories injected, or None to forward the request unchanged."""
+
+    async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
+        """Durably enqueue the exchange for extraction."""
+
+
+def memory_modes(header: str | None, rule: RuleSettings) -> tuple[bool, bool]:
+    """(read, write) allowed for a request: the `X-Memory-Mode` header narrows what the rule allows."""
+    mode = (header or "read-write").strip().lower()
+    if mode not in MODES:
+        raise ValueError(mode)
+    read = mode in ("read", "read-write") and rule.inject
+    write = mode in ("write", "read-write") and rule.extract
+    return read, write

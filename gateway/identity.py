@@ -1,0 +1,86 @@
+"""Who is asking: tenant, user, agent and session of a request, validated."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import BadRequest
+
+# Ids travel into store filters, file names of exports and log lines: keep them to a safe alphabet.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")
+MAX_ID_LENGTH = 128
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Identity:
+    tenant: str
+    user: str | None
+    agent: str | None = None
+    session: str | None = None
+
+    @property
+    def has_user(self) -> bool:
+        return self.user is not None
+
+
+def validate_id(value: str, what: str) -> str:
+    """Return `value` if it is a usable id, else raise a 400 naming `what`."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise BadRequest(
+            f"invalid {what}: 1-{MAX_ID_LENGTH} characters of letters, digits and . _ : @ + -, starting with a letter or digit",
+            param=what,
+            code="invalid_memory_id",
+        )
+    return value
+
+
+def key_fingerprint(token: str) -> str:
+    return "k_" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    auth = headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("api-key", "").strip()  # Azure-style clients
+
+
+def tenant_for(headers: Mapping[str, str], tenant_mode: str, tenants: Mapping[str, str]) -> str:
+    if tenant_mode == "none":
+        return DEFAULT_TENANT
+    token = bearer_token(headers)
+    if not token:
+        return "anonymous"
+    fingerprint = key_fingerprint(token)
+    return tenants.get(fingerprint, fingerprint)
+
+
+def _body_user(value: Any) -> str | None:
+    # `user` is the app's own end-user field, sent to OpenAI long before memgate: never reject it.
+    # An id outside our alphabet (spaces, very long) is mapped to a stable digest instead.
+    if not isinstance(value, str) or not value:
+        return None
+    if ID_PATTERN.fullmatch(value):
+        return value
+    return "u_" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def identify(headers: Mapping[str, str], body: Mapping[str, Any], tenant_mode: str, tenants: Mapping[str, str]) -> Identity:
+    """Derive the identity of a chat request from its headers and JSON body."""
+    user = headers.get("x-memory-user-id")
+    if user is not None:
+        validate_id(user, "X-Memory-User-Id")
+    else:
+        user = _body_user(body.get("user"))
+    agent = headers.get("x-memory-agent-id")
+    session = headers.get("x-memory-session-id")
+    if agent is not None:
+        validate_id(agent, "X-Memory-Agent-Id")
+    if session is not None:
+        validate_id(session, "X-Memory-Session-Id")
+    return Identity(tenant_for(headers, tenant_mode, tenants), user, agent, session)

@@ -1,0 +1,42 @@
+"""Structured JSON logs, one object per line, with secrets scrubbed on the way out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+# Anything that looks like a bearer credential is masked, whichever code path logged it.
+_SECRET = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{4,}")
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def scrub(text: str) -> str:
+    return _SECRET.sub(lambda m: m.group(1) + "***", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(time.time(), 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": scrub(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("memgate")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

@@ -1,0 +1,60 @@
+"""Every Prometheus metric memgate exports, on a registry the app is given (never the global one).
+
+Label values are bounded sets (routes, status codes, reasons, outcomes): never a user, tenant or key.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Sub-millisecond resolution matters: the gateway's own overhead is budgeted in single milliseconds.
+FAST_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+COUNT_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64)
+TOKEN_BUCKETS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+ROUTES = ("chat", "passthrough", "admin", "metrics", "health")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("memgate_requests", "Requests answered, by route and status code", ["route", "status"], registry=r)
+        self.request_duration = Histogram(
+            "memgate_request_duration_seconds", "End-to-end request time seen by the gateway", ["route"], buckets=SLOW_BUCKETS, registry=r
+        )
+        self.upstream_duration = Histogram(
+            "memgate_upstream_duration_seconds", "Time from sending upstream to the last upstream byte", ["route"], buckets=SLOW_BUCKETS, registry=r
+        )
+        self.overhead = Histogram(
+            "memgate_overhead_seconds", "Time the gateway itself adds (request time minus upstream time)", ["route"], buckets=FAST_BUCKETS, registry=r
+        )
+        self.stream_first_byte = Histogram(
+            "memgate_stream_first_byte_seconds", "Time from request arrival to the first streamed byte", buckets=SLOW_BUCKETS, registry=r
+        )
+        self.upstream_errors = Counter("memgate_upstream_errors", "Upstream failures, by reason", ["reason"], registry=r)
+        self.in_flight = Gauge("memgate_requests_in_flight", "Requests being served now", registry=r)
+        self.memory_status = Counter("memgate_memory_status", "Chat requests by X-Memory-Status", ["status"], registry=r)
+        self.rules_reloads = Counter("memgate_rules_reloads", "Rules reloads, by outcome", ["outcome"], registry=r)
+        # Recall and injection.
+        self.recall_duration = Histogram("memgate_recall_duration_seconds", "Recall time per request", buckets=FAST_BUCKETS, registry=r)
+        self.recall_timeouts = Counter("memgate_recall_timeouts", "Recalls that exceeded recall_timeout_ms", registry=r)
+        self.memories_injected = Histogram("memgate_memories_injected", "Memories injected per request", buckets=COUNT_BUCKETS, registry=r)
+        self.injected_tokens = Histogram("memgate_injected_tokens", "Tokens of memory injected per request", buckets=TOKEN_BUCKETS, registry=r)
+        self.hot_tier = Counter("memgate_hot_tier_lookups", "Hot tier lookups, by result", ["result"], registry=r)
+        self.flagged_memories = Counter("memgate_memories_flagged", "Memories flagged as instruction-like", registry=r)
+        # Extraction.
+        self.extraction_jobs = Counter("memgate_extraction_jobs", "Extraction jobs, by outcome", ["outcome"], registry=r)
+        self.queue_depth = Gauge("memgate_extraction_queue_depth", "Extraction jobs waiting or running", registry=r)
+        self.queue_oldest_age = Gauge("memgate_extraction_queue_oldest_age_seconds", "Age of the oldest pending job", registry=r)
+        self.dead_letters = Gauge("memgate_extraction_dead_letters", "Jobs that failed every retry", registry=r)
+        self.extraction_duration = Histogram(
+            "memgate_extraction_duration_seconds", "Time to extract and reconcile one batch", buckets=SLOW_BUCKETS, registry=r
+        )
+        self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
+        self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
+        self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,263 @@
+"""The proxy endpoints: chat completions (with memory) and byte-exact passthrough of every other /v1 path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import httpx
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .config import Settings
+from .errors import BadRequest, GatewayError, PayloadTooLarge
+from .exchange import ChatContext, MemoryLayer, Reply, memory_modes
+from .identity import bearer_token, identify
+from .metrics import Metrics
+from .rules import RequestFacts
+from .rules_live import LiveRules
+from .sse import StreamCapture, reply_from_json
+from .upstream import Upstream, as_gateway_error, failure_reason, forwardable, response_headers
+
+log = logging.getLogger("memgate.proxy")
+
+
+class BodyThenCommit(Response):
+    """Sends a complete body, then runs `after` before closing the response.
+
+    With Content-Length set the client already holds the whole answer while `after` commits the
+    extraction job, so the job is durable before the response finishes and nobody waits for it.
+    """
+
+    def __init__(self, body: bytes, status: int, headers: list[tuple[str, str]], after: Callable[[], Awaitable[None]] | None) -> None:
+        self.status_code = status
+        self.body = body
+        self.after = after
+        self.background = None
+        self.raw_headers = encode_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if self.after is None:
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await self.after()
+        await send({"type": "http.response.body", "body": b""})
+
+
+class Proxy:
+    def __init__(self, settings: Settings, upstream: Upstream, rules: LiveRules, metrics: Metrics, memory: MemoryLayer | None) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.rules = rules
+        self.metrics = metrics
+        self.memory = memory
+
+    # -- chat completions ---------------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        try:
+            ctx, payload, body = await self._prepare(request, request_id)
+            if ctx.read and self.memory is not None:
+                injected = await self.memory.recall_into(ctx, payload)
+                if injected is not None:
+                    body = json.dumps(injected, ensure_ascii=False, separators=(",", ":")).encode()
+            sent = time.perf_counter()
+            upstream = await self.upstream.open("POST", self.upstream.url(request.url.path), forwardable(request.headers.items()), body)
+        except GatewayError as exc:
+            if exc.status >= 502:
+                self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
+            return self._finish("chat", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
+        headers = response_headers(upstream.headers) + self._memory_headers(ctx)
+        self.metrics.memory_status.labels(ctx.memory_status).inc()
+        if upstream.headers.get("content-type", "").startswith("text/event-stream"):
+            return self._stream_chat(ctx, payload, upstream, headers, started, sent)
+        try:
+            raw = await upstream.aread()
+        except (httpx.TransportError, OSError) as exc:
+            error = as_gateway_error(exc)
+            self.metrics.upstream_errors.labels(failure_reason(error)).inc()
+            return self._finish("chat", error.response({"X-Memory-Request-Id": request_id}), started, sent, request_id)
+        finally:
+            await upstream.aclose()
+        upstream_done = time.perf_counter()
+        after = None
+        if ctx.write and self.memory is not None:
+            reply = reply_from_json(raw, upstream.headers.get("content-encoding", "")) if upstream.status_code == 200 else None
+            if reply is None:
+                self.metrics.captures_skipped.labels("failed" if upstream.status_code != 200 else "unreadable").inc()
+            else:
+                memory = self.memory
+
+                async def after() -> None:
+                    await memory.capture(ctx, payload, reply)
+
+        response = BodyThenCommit(raw, upstream.status_code, headers, after)
+        return self._finish("chat", response, started, sent, request_id, upstream_done)
+
+    async def _prepare(self, request: Request, request_id: str) -> tuple[ChatContext, dict[str, Any], bytes]:
+        body = await read_body(request, self.settings.max_body_bytes)
+        try:
+            payload = json.loads(body)
+        except UnicodeDecodeError:
+            raise BadRequest("request body is not valid UTF-8", code="invalid_json") from None
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(payload, dict):
+            raise BadRequest("request body must be a JSON object", code="invalid_json")
+        headers = request.headers
+        identity = identify(headers, payload, self.settings.tenant_mode, self.settings.tenants)
+        model = payload.get("model") if isinstance(payload.get("model"), str) else ""
+        facts = RequestFacts(model, request.url.path, identity.tenant, identity.user, headers)
+        rule_name, rule = self.rules.current.select(facts)
+        try:
+            read, write = memory_modes(headers.get("x-memory-mode"), rule)
+        except ValueError:
+            raise BadRequest("X-Memory-Mode must be one of off, read, write, read-write", param="X-Memory-Mode", code="invalid_memory_mode") from None
+        if not identity.has_user:
+            read = write = False
+        ctx = ChatContext(request_id, identity, rule_name, rule, model, read, write, api_key=bearer_token(headers))
+        ctx.memory_status = "ok" if (read or write) else "off"
+        return ctx, payload, body
+
+    def _stream_chat(
+        self, ctx: ChatContext, payload: dict[str, Any], upstream: httpx.Response, headers: list[tuple[str, str]], started: float, sent: float
+    ) -> Response:
+        capture = StreamCapture() if ctx.write and self.memory is not None and upstream.status_code == 200 else None
+        metrics, memory = self.metrics, self.memory
+
+        async def body() -> AsyncIterator[bytes]:
+            first = True
+            try:
+                async for chunk in upstream.aiter_raw():
+                    if first:
+                        metrics.stream_first_byte.observe(time.perf_counter() - started)
+                        first = False
+                    yield chunk
+                    if capture is not None:
+                        capture.feed(chunk)
+            except (httpx.TransportError, OSError) as exc:
+                # Headers are gone already: end the stream; the client sees it truncated.
+                metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
+                if capture is not None:
+                    capture.failed = True
+            finally:
+                # Runs on completion and when the client vanishes (the generator is cancelled):
+                # closing returns or drops the upstream connection, cancelling the upstream request.
+                await upstream.aclose()
+            upstream_done = time.perf_counter()
+            if capture is not None and memory is not None:
+                reply = capture.reply()
+                if reply is None:
+                    metrics.captures_skipped.labels("truncated").inc()
+                else:
+                    await memory.capture(ctx, payload, reply)
+            self._observe("chat", upstream.status_code, started, sent, upstream_done)
+            log.info("request", extra={"request_id": ctx.request_id, "route": "chat", "status": upstream.status_code, "stream": True})
+
+        return streaming(body(), upstream.status_code, headers)
+
+    @staticmethod
+    def _memory_headers(ctx: ChatContext) -> list[tuple[str, str]]:
+        return [
+            ("X-Memory-Request-Id", ctx.request_id),
+            ("X-Memory-Status", ctx.memory_status),
+            ("X-Memory-Injected", str(ctx.injected)),
+            ("X-Memory-Injected-Tokens", str(ctx.injected_tokens)),
+        ]
+
+    # -- everything else under /v1 ---------------------------------------------------------------
+
+    async def passthrough(self, request: Request) -> Response:
+        """Forward any other /v1 request untouched, streaming both bodies."""
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        url = self.upstream.url(request.url.path, request.url.query)
+        headers = forwardable(request.headers.items())
+        length = request.headers.get("content-length")
+        body: bytes | AsyncIterator[bytes] = b""
+        if length is not None:
+            headers.append(("Content-Length", length))  # stream uploads as they came, not chunked
+            body = request.stream()
+        elif "chunked" in request.headers.get("transfer-encoding", ""):
+            body = request.stream()
+        try:
+            upstream = await self.upstream.open(request.method, url, headers, body)
+        except GatewayError as exc:
+            if exc.status >= 502:
+                self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
+            return self._finish("passthrough", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
+        sent = started
+        headers = response_headers(upstream.headers) + [("X-Memory-Request-Id", request_id)]
+        metrics = self.metrics
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            except (httpx.TransportError, OSError) as exc:
+                metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
+            finally:
+                await upstream.aclose()
+            self._observe("passthrough", upstream.status_code, started, sent, time.perf_counter())
+
+        return streaming(body(), upstream.status_code, headers)
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+
+    def _finish(self, route: str, response: Response, started: float, sent: float | None, request_id: str, upstream_done: float | None = None) -> Response:
+        if not isinstance(response, StreamingResponse):
+            self._observe(route, response.status_code, started, sent, upstream_done)
+            level = logging.WARNING if response.status_code >= 400 else logging.INFO
+            log.log(level, "request", extra={"request_id": request_id, "route": route, "status": response.status_code})
+        return response
+
+    def _observe(self, route: str, status: int, started: float, sent: float | None, upstream_done: float | None) -> None:
+        now = time.perf_counter()
+        m = self.metrics
+        m.requests.labels(route, str(status)).inc()
+        m.request_duration.labels(route).observe(now - started)
+        if sent is not None and upstream_done is not None:
+            upstream_time = upstream_done - sent
+            m.upstream_duration.labels(route).observe(upstream_time)
+            m.overhead.labels(route).observe(max(0.0, (now - started) - upstream_time))
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    # Raw pairs, not a dict: repeated upstream headers (two Link headers, say) must survive.
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+def streaming(body: AsyncIterator[bytes], status: int, headers: list[tuple[str, str]]) -> StreamingResponse:
+    response = StreamingResponse(body, status_code=status)
+    response.raw_headers = encode_headers(headers)
+    return response
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (checked before and while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        except ValueError:
+            raise BadRequest("invalid Content-Length header") from None
+    chunks = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("client disconnected while sending the body", code="client_disconnected") from None
+    return b"".join(chunks)

@@ -1,0 +1,96 @@
+"""Assemble the assistant's reply from a chat completion, streamed (SSE deltas) or not (JSON)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from .exchange import Reply
+
+
+class StreamCapture:
+    """Fed the raw SSE bytes as they pass through; never alters or holds them back.
+
+    A stream counts as complete only when it ends with `data: [DONE]` and carried no error event:
+    a truncated or failed stream is not extracted from.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._content: list[str] = []
+        self._tools: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.done = False
+        self.failed = False
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._pending + chunk
+        lines = data.split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._line(line.rstrip(b"\r"))
+
+    def _line(self, line: bytes) -> None:
+        if not line.startswith(b"data:"):
+            return
+        value = line[5:].strip()
+        if value == b"[DONE]":
+            self.done = True
+            return
+        try:
+            event = json.loads(value)
+        except ValueError:
+            self.failed = True  # malformed SSE: do not learn from what we could not read
+            return
+        if not isinstance(event, dict) or "error" in event:
+            self.failed = True
+            return
+        choices = event.get("choices")
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._choice(choice)
+
+    def _choice(self, choice: dict[str, Any]) -> None:
+        if choice.get("finish_reason"):
+            self.finish_reason = str(choice["finish_reason"])
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return
+        if isinstance(delta.get("content"), str):
+            self._content.append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict):
+                continue
+            slot = self._tools.setdefault(int(call.get("index", 0)), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+            if call.get("id"):
+                slot["id"] = call["id"]
+            fn = call.get("function") or {}
+            slot["function"]["name"] += fn.get("name") or ""
+            slot["function"]["arguments"] += fn.get("arguments") or ""
+
+    def reply(self) -> Reply | None:
+        """The assembled reply, or None when the stream was truncated or failed."""
+        if self._pending.strip():
+            self.feed(b"\n")
+        if not self.done or self.failed:
+            return None
+        tools = [self._tools[i] for i in sorted(self._tools)]
+        return Reply("".join(self._content), tools, self.finish_reason)
+
+
+def reply_from_json(raw: bytes, content_encoding: str = "") -> Reply | None:
+    """The first choice's message of a JSON chat completion, or None if it is not one."""
+    try:
+        if content_encoding in ("gzip", "deflate"):
+            raw = zlib.decompress(raw, wbits=47)
+        body = json.loads(raw)
+        message = body["choices"][0]["message"]
+        content = message.get("content") or ""
+        if isinstance(content, list):  # some servers answer in parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return Reply(str(content), list(message.get("tool_calls") or []), body["choices"][0].get("finish_reason"))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, zlib.error):
+        return None

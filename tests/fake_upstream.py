@@ -1,0 +1,270 @@
+"""A real OpenAI-compatible HTTP server for tests, on a loopback port, in its own thread.
+
+It speaks raw HTTP/1.1 over asyncio streams so it can also misbehave on purpose: reset
+connections, stall, send malformed SSE. The request's `model` picks the behaviour:
+
+  anything        JSON or SSE echo of the last user message ("echo: ...")
+  fake-tools      answers with a tool call
+  fake-slow       waits X-Fake-Delay seconds (default 2) before answering
+  fake-error-NNN  answers status NNN with an OpenAI error body (Retry-After if X-Fake-Retry-After)
+  fake-reset      streams two chunks, then drops the connection
+  fake-hangup     drops the connection before answering
+  fake-malformed  streams an SSE event that is not JSON
+  fake-drip       streams 50 chunks X-Fake-Delay seconds apart (for disconnects and first byte)
+
+A request whose response_format names `memgate_extraction` gets structured memories back, one per
+first-person sentence of the user messages it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeUpstream:
+    host: str = "127.0.0.1"
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    cancelled_streams: int = 0
+    open_connections: int = 0
+    extraction_calls: int = 0
+
+    def start(self) -> FakeUpstream:
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, self.host, 0))
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def chat_requests(self) -> list[Received]:
+        return [r for r in self.received if r.path.endswith("/chat/completions") and b"memgate_extraction" not in r.body]
+
+    def last_chat(self) -> dict[str, Any]:
+        return self.chat_requests()[-1].json()
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return predicate()
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                method, path, _ = line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while True:
+                    h = await reader.readline()
+                    if h in (b"\r\n", b"\n", b""):
+                        break
+                    name, _, value = h.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await self._body(reader, headers)
+                self.received.append(Received(method, path, headers, body))
+                keep = await self._respond(method, path, headers, body, writer)
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self.open_connections -= 1
+            writer.close()
+
+    async def _body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+        if "content-length" in headers:
+            return await reader.readexactly(int(headers["content-length"]))
+        if "chunked" in headers.get("transfer-encoding", ""):
+            out = b""
+            while True:
+                size = int((await reader.readline()).strip() or b"0", 16)
+                if size == 0:
+                    await reader.readline()
+                    return out
+                out += await reader.readexactly(size)
+                await reader.readline()
+        return b""
+
+    @staticmethod
+    def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
+        lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in headers]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    async def _send_json(self, writer: asyncio.StreamWriter, status: int, payload: Any, extra: list[tuple[str, str]] = ()) -> bool:
+        data = json.dumps(payload).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Set-Cookie", "upstream_session=secret123; Path=/"), ("X-Upstream", "fake")]
+        writer.write(self._head(status, headers + list(extra)) + data)
+        await writer.drain()
+        return True
+
+    # -- behaviours ------------------------------------------------------------------------------
+
+    async def _respond(self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if not path.startswith("/v1/chat/completions") or method != "POST":
+            if path.startswith("/v1/embeddings"):
+                return await self._send_json(writer, 200, embeddings(json.loads(body)))
+            if path.startswith("/v1/models"):
+                return await self._send_json(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+            return await self._send_json(writer, 200, {"method": method, "path": path, "body_len": len(body), "echo_header": headers.get("x-echo", "")})
+        req = json.loads(body)
+        model = req.get("model", "")
+        delay = float(headers.get("x-fake-delay", "2"))
+        if is_extraction(req):
+            self.extraction_calls += 1
+            return await self._send_json(writer, 200, completion(model, json.dumps({"memories": extract_memories(req)})))
+        if model.startswith("fake-error-"):
+            status = int(model.rsplit("-", 1)[1])
+            extra = [("Retry-After", headers["x-fake-retry-after"])] if "x-fake-retry-after" in headers else []
+            return await self._send_json(writer, status, {"error": {"message": f"fake {status}", "type": "server_error", "param": None, "code": f"fake_{status}"}}, extra)
+        if model == "fake-hangup":
+            return False
+        if model == "fake-slow":
+            await asyncio.sleep(delay)
+        text = "echo: " + last_user_text(req.get("messages", []))
+        tools = model == "fake-tools"
+        if not req.get("stream"):
+            return await self._send_json(writer, 200, completion(model, text, tools))
+        events = stream_events(model, text, tools)
+        writer.write(self._head(200, [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]))
+        await writer.drain()
+        if model == "fake-malformed":
+            events = events[:1] + [b"data: {not json\n\n"] + events[1:]
+        if model == "fake-drip":
+            events = [event_bytes(chunk(model, {"content": f"w{i} "})) for i in range(50)] + events[-2:]
+        try:
+            for index, event in enumerate(events):
+                if model == "fake-reset" and index == 2:
+                    writer.transport.abort()
+                    return False
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+                if model == "fake-drip":
+                    await asyncio.sleep(delay)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.cancelled_streams += 1
+            return False
+        return True
+
+
+def last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            return str(content)
+    return ""
+
+
+def is_extraction(req: dict[str, Any]) -> bool:
+    fmt = req.get("response_format") or {}
+    return isinstance(fmt, dict) and (fmt.get("json_schema") or {}).get("name") == "memgate_extraction"
+
+
+def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stand-in LLM: each first-person sentence of a user message becomes a third-person memory."""
+    out = []
+    for message in req.get("messages", []):
+        if message.get("role") != "user":
+            continue
+        for text in re.findall(r"<user>(.*?)</user>", str(message.get("content")), flags=re.S) or [str(message.get("content"))]:
+            for sentence in re.split(r"(?<=[.!?])\s+", text):
+                m = re.match(r"\s*(?:I|My|my|I'm|We|we're)\b(.*)", sentence)
+                if m and len(sentence) > 8:
+                    third = re.sub(r"^\s*I'm\b", "The user is", sentence)
+                    third = re.sub(r"^\s*I\b", "The user", third)
+                    third = re.sub(r"^\s*[Mm]y\b", "The user's", third)
+                    out.append({"text": third.strip().rstrip("."), "kind": "preference" if "prefer" in sentence else "fact", "confidence": 0.9})
+    return out
+
+
+def completion(model: str, text: str, tools: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None if tools else text}
+    if tools:
+        message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tools else "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+
+
+def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+
+def event_bytes(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def stream_events(model: str, text: str, tools: bool = False) -> list[bytes]:
+    events = [event_bytes(chunk(model, {"role": "assistant", "content": ""}))]
+    if tools:
+        events.append(event_bytes(chunk(model, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]})))
+        events.append(event_bytes(chunk(model, {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}]})))
+        events.append(event_bytes(chunk(model, {}, "tool_calls")))
+    else:
+        for word in re.findall(r"\S+\s*", text):
+            events.append(event_bytes(chunk(model, {"content": word})))
+        events.append(event_bytes(chunk(model, {}, "stop")))
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def embeddings(req: dict[str, Any]) -> dict[str, Any]:
+    inputs = req.get("input")
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    data = []
+    for i, text in enumerate(inputs):
+        digest = hashlib.sha256(str(text).encode()).digest()
+        data.append({"object": "embedding", "index": i, "embedding": [b / 255.0 for b in digest[:16]]})
+    return {"object": "list", "data": data, "model": req.get("model", ""), "usage": {"prompt_tokens": 1, "total_tokens": 1}}

@@ -1,0 +1,93 @@
+"""Runs the real gateway as users do: `python -m gateway serve` under uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token-5f2a9c"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    def __init__(self, upstream_url: str, data_dir: Path, rules: Path | str = ROOT / "rules", **settings: object) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.log_path = data_dir.parent / f"gateway-{self.port}.log"
+        self.args = [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), "--upstream", upstream_url,
+                     "--data-dir", str(data_dir), "--rules", str(rules)]
+        self.env = {**os.environ, "MEMGATE_ADMIN_TOKEN": ADMIN_TOKEN, "MEMGATE_LOG_LEVEL": "info"}
+        self.env.pop("MEMGATE_CONFIG", None)
+        for name, value in settings.items():
+            self.env["MEMGATE_" + name.upper()] = str(value)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 60.0) -> Gateway:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway not ready in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url + "/admin/v1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples whose labels include `labels`."""
+        total = 0.0
+        for line in httpx.get(self.url + "/metrics").text.splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            sample, _, value = line.rpartition(" ")
+            metric_name, _, label_text = sample.partition("{")
+            if metric_name != name:
+                continue
+            if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+                total += float(value)
+        return total
