@@ -1,0 +1,78 @@
+"""What an extractor is: messages of one exchange in, candidate memories about the user out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from .rules import MEMORY_KINDS
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn as the extractor sees it. `source=False` marks context only (e.g. the assistant
+    turn the user was answering), which may explain an acceptance but is never itself a memory."""
+
+    role: str
+    text: str
+    source: bool = True
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A short third-person statement about the user, before reconciliation with the store."""
+
+    text: str
+    kind: str = "fact"
+    confidence: float = 0.8
+
+
+class Extractor(Protocol):
+    name: str
+
+    async def extract(self, messages: Sequence[Message], reply: str) -> list[Candidate]:
+        """Candidate memories from the source messages; `reply` is the assistant's answer, as context."""
+
+
+class ExtractionError(Exception):
+    """The extractor could not produce an answer this time (the job is retried with backoff)."""
+
+
+# Text aimed at the model rather than describing the user. Shared by every write path (the
+# extraction pipeline and the admin add): such text is never stored as an ordinary memory.
+_INSTRUCTION = re.compile(
+    r"""(?ix)
+    \b(ignore|disregard|forget|override|bypass)\b[^.!?\n]{0,40}\b(previous|prior|above|earlier|all|any|your|the)\b[^.!?\n]{0,20}\b(instructions?|prompts?|rules|messages|guidelines|context)\b
+    | \bnew\s+instructions?\b
+    | \bsystem\s+(prompt|message)\b
+    | \byou\s+(are\s+now|must|will\s+always|will\s+never|should\s+always|should\s+never|have\s+to)\b
+    | \b(from\s+now\s+on|henceforth)\b[^.!?\n]{0,30}\b(you|always|never|respond|reply|answer|say|only)\b
+    | ^\W*(always|never)\s+(respond|reply|answer|say|mention|output|include|use|tell|reveal|call|write|start|end)\b
+    | ^\W*(respond|reply|answer|output|print|say|act|pretend|behave|do\s+not|don't)\b
+    | \b(act|behave)\s+as\b | \bpretend\s+(to\s+be|you)\b | \broleplay\s+as\b
+    | \b(reveal|print|leak|show)\b[^.!?\n]{0,30}\b(password|secret|api\s*key|credentials?|prompt)\b
+    | \bjailbreak\b | \bdeveloper\s+mode\b
+    | <\s*/?\s*(system|instructions?|im_start|im_end)\b
+    | \b(the\s+)?(assistant|model|AI)\s+(must|should|will)\s+(always|never|ignore|obey)\b
+    | \bwants?\s+(you|the\s+assistant|the\s+model)\s+to\s+(ignore|disregard|always|never|reveal|obey)\b
+    """
+)
+
+
+def looks_like_instruction(text: str) -> bool:
+    """True when `text` reads as a command to the model, not a fact about the user."""
+    return bool(_INSTRUCTION.search(text))
+
+
+def clean_candidate(text: str, kind: str, confidence: float) -> Candidate | None:
+    """Normalise an extractor's output (kind in the known set, confidence in [0, 1], one line)."""
+    text = " ".join(str(text).split()).strip().rstrip(".")
+    if not text or len(text) > 300:
+        return None
+    kind = kind if kind in MEMORY_KINDS else "fact"
+    try:
+        confidence = min(1.0, max(0.0, float(confidence)))
+    except (TypeError, ValueError):
+        confidence = 0.5
+    return Candidate(text[0].upper() + text[1:], kind, confidence)

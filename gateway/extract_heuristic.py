@@ -1,0 +1,189 @@
+"""The offline extractor: first-person statements of facts, preferences, plans, decisions and identity,
+rewritten as short third-person statements ("I prefer Terraform" -> "User prefers Terraform").
+
+It is deliberately conservative: questions, hypotheticals, requests and anything instruction-like are
+skipped, and the assistant's suggestions count only when the user's whole reply accepts one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+from .extract import Candidate, Message, looks_like_instruction
+
+_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+|,\s*(?:and\s+|but\s+|so\s+)?(?=(?:I|I'm|I've|we|We|we're|my|My|our)\b)|\s+(?:and|but)\s+(?=(?:I|I'm|I've|my|My)\b)")
+_FILLER = re.compile(
+    r"^(?:(?:actually|also|btw|by the way|fyi|oh|and|but|so|well|anyway|honestly|for the record|for context|"
+    r"just so you know|note that|to be clear|please remember(?: that)?|remember(?: that)?|keep in mind(?: that)?|"
+    r"hi|hello|hey|ok|okay|yes|yeah|no|nope)\b[,!:]?\s*)+",
+    re.I,
+)
+_QUESTION = re.compile(r"\?\s*$|^(?:do|does|did|can|could|should|would|will|what|what's|whats|how|why|is|are|am|which|who|where|when|shall|may)\b", re.I)
+_HYPOTHETICAL = re.compile(r"\b(?:if|suppose|supposing|imagine|hypothetically|assuming|unless|might|could|maybe|perhaps|wonder(?:ing)?|would(?! prefer| rather| like to))\b", re.I)
+_TAIL = re.compile(r"\s*(?:,|\s)\s*(?:because|since|but|so that|though|although)\b.*$", re.I)
+_ACCEPT = re.compile(
+    r"^(?:yes|yeah|yep|sure|ok|okay|great|perfect|sounds good|that works|deal|agreed|let's do (?:that|it)|"
+    r"let's go with (?:that|it|this)|i'll (?:go with|take|use) (?:that|it|this|your suggestion))\b",
+    re.I,
+)
+_SUGGESTION = re.compile(
+    r"\b(?:i (?:would )?(?:suggest|recommend)|i'd (?:suggest|recommend|go with)|you (?:could|should|might) (?:use|try|go with)|"
+    r"how about|consider)\s+(?:using\s+|that you use\s+|trying\s+)?(?P<x>[^.?!,\n]{2,60})",
+    re.I,
+)
+_PRONOUNS = [
+    (re.compile(r"\bI'm\b"), "they're"), (re.compile(r"\bI\b"), "they"), (re.compile(r"\bmy\b", re.I), "their"),
+    (re.compile(r"\bmine\b", re.I), "theirs"), (re.compile(r"\bmyself\b", re.I), "themselves"), (re.compile(r"\bme\b", re.I), "them"),
+    (re.compile(r"\bour\b", re.I), "their"), (re.compile(r"\bus\b"), "them"), (re.compile(r"\bwe\b", re.I), "they"),
+    (re.compile(r"\byou\b", re.I), "the assistant"), (re.compile(r"\byour\b", re.I), "the assistant's"),
+]
+_ING = {"using": "use", "eating": "eat", "drinking": "drink", "working": "work", "living": "live", "smoking": "smoke", "playing": "play", "driving": "drive"}
+_NOT_STATE = (
+    "not|going|gonna|trying|looking|wondering|curious|sure|just|so|very|really|here|back|done|ready|sorry|glad|happy|afraid|thinking|"
+    "asking|confused|stuck|having|getting|feeling|working|using|planning|about|on|in|at|still|tired|hungry|busy|fine|ok|okay|good|great|"
+    "well|bored|new|interested|excited|testing|writing|building|reading|trying|migrating|moving|switching|based|able|unable|aware"
+)
+
+Rule = tuple[re.Pattern[str], Callable[[re.Match[str], str], tuple[str, str, float] | None]]
+
+
+def third_person(verb: str) -> str:
+    verb = verb.lower()
+    if verb == "have":
+        return "has"
+    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    if len(verb) > 2 and verb.endswith("y") and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def _obj(text: str) -> str:
+    text = _TAIL.sub("", text).strip().rstrip(".!;:,")
+    for pattern, repl in _PRONOUNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _subject(word: str) -> str:
+    return "User's team" if word.lower() in ("we", "our") else "User"
+
+
+def _r(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.I)
+
+
+RULES: list[Rule] = [
+    (re.compile(r"^(?:I'm|I am)\s+(?P<x>[A-Z][a-z]+)$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.8)),
+    (_r(r"^(?:my name is|my name's|i'm called|i am called)\s+(?P<x>[\w'-]+(?:\s+[A-Z][\w'-]*){0,2})$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.9)),
+    (_r(r"^(?:please\s+)?(?:call me|i go by|you can call me)\s+(?P<x>[\w'-]+(?:\s+[A-Z][\w'-]*)?)$"), lambda m, s: (f"User goes by {m['x']}", "preference", 0.9)),
+    (_r(r"^(?P<s>i|we)\s+(?:no longer|don't|do not|dont)\s+(?P<v>[a-z]+)\s+(?P<x>.+?)\s+(?:anymore|any more)$"),
+     lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
+    (_r(r"^(?P<s>i|we)\s+no longer\s+(?P<v>[a-z]+)\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
+    (_r(r"^(?P<s>i|we)\s+(?:stopped|quit)\s+(?P<v>[a-z]+ing)\s+(?P<x>.+)$"),
+     lambda m, s: (f"{_subject(m['s'])} no longer {third_person(_ING.get(m['v'].lower(), m['v'][:-3]))} {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'d| would)?\s+(?:(?:now|still|really|definitely|generally|usually|much|strongly|also|always)\s+)*prefer\s+(?P<x>.+)$"),
+     lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.9)),
+    (_r(r"^(?P<s>i|we)(?:'d| would)\s+rather\s+(?:use\s+)?(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.8)),
+    (_r(r"^i\s+(?:really\s+|also\s+)?(?P<v>hate|dislike|can't stand|cannot stand|don't like|do not like)\s+(?P<x>.+)$"), lambda m, s: (f"User dislikes {_obj(m['x'])}", "preference", 0.85)),
+    (_r(r"^i\s+(?:really\s+|also\s+)?(?P<v>like|love|enjoy|adore)\s+(?P<x>.+)$"), lambda m, s: (f"User {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)?\s+(?:(?:now|currently)\s+)?(?:live|living|reside|residing|(?:am |are )?based)\s+in\s+(?P<x>.+)$"),
+     lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.9)),
+    (_r(r"^(?P<s>i|we)(?:'ve| have)?\s+(?:just\s+)?(?:moved|relocated)\s+to\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i(?:'m| am)?\s+(?:(?:now|currently)\s+)?work(?:ing)?\s+(?P<p>at|for|as)\s+(?P<x>.+)$"), lambda m, s: (f"User works {m['p'].lower()} {_obj(m['x'])}", "fact", 0.9)),
+    (_r(r"^(?P<s>my|our)\s+(?P<a>(?:[\w'-]+\s+){0,3}?[\w'-]+)\s+(?P<verb>is|are)\s+(?P<x>.+)$"), lambda m, s: _attribute(m)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)\s+(?:(?:currently|now|slowly|finally)\s+)?(?P<v>migrating|moving|switching|transitioning|upgrading)\s+(?P<x>(?:from|to|over|our|everything)\b.+)$"),
+     lambda m, s: (f"{_subject(m['s'])} is {m['v'].lower()} {_obj(m['x'])}", "decision", 0.85)),
+    (_r(r"^(?P<s>i|we)(?:'ve| have)?\s+(?:finally\s+)?(?:decided|agreed|chosen|chose)\s+(?P<x>(?:to|on)\s+.+)$"),
+     lambda m, s: (f"{_subject(m['s'])} decided {_obj(m['x'])}", "decision", 0.85)),
+    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am|'ll| will)\s+going\s+with\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} chose {_obj(m['x'])}", "decision", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am)\s+(?:planning\s+(?P<on>on|to)|going\s+to|gonna|hoping\s+to|aiming\s+to)\s+(?P<x>(?!be\b|ask\b|need\b|have\b|try\b|get\b).+)$"),
+     lambda m, s: (f"{_subject(m['s'])} plans {(m['on'] or 'to').lower()} {_obj(m['x'])}", "goal", 0.7)),
+    (_r(r"^(?P<s>i|we)\s+(?:plan|intend)\s+to\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} plans to {_obj(m['x'])}", "goal", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)\s+(?:(?:now|currently|mostly|mainly|also)\s+)?using\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^(?P<s>i|we)\s+(?:(?:now|currently|mostly|mainly|also|only)\s+)?use\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i(?:'m| am)\s+(?:(?:also|now|still|strictly|currently)\s+)?(?P<x>(?:a|an)\s+.+)$"), lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.85)),
+    (_r(rf"^i(?:'m| am)\s+(?:(?:also|now|still|strictly|currently)\s+)?(?P<x>(?!(?:{_NOT_STATE})\b)[\w-]+(?:\s+(?:to|of|with|from)\s+[\w' -]+)?)$"),
+     lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i\s+have\s+(?P<x>(?:a|an|two|three|four|five|\d+)\s+(?!question|problem|issue|bug|error|doubt|quick|few questions)\b.+)$"), lambda m, s: (f"User has {_obj(m['x'])}", "fact", 0.75)),
+    (_r(r"^i\s+speak\s+(?P<x>.+)$"), lambda m, s: (f"User speaks {_obj(m['x'])}", "fact", 0.85)),
+    (_r(r"^i\s+(?P<f>always|usually|never|often|typically|mostly)\s+(?P<v>[a-z]+)\s+(?P<x>.+)$"),
+     lambda m, s: (f"User {m['f'].lower()} {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.75)),
+    (_r(r"^i\s+(?:want|would like|'d like)\s+to\s+(?P<x>(?!know\b|see\b|ask\b|understand\b|check\b|try\b|confirm\b).+)$"), lambda m, s: (f"User wants to {_obj(m['x'])}", "goal", 0.6)),
+]
+
+
+def _attribute(m: re.Match[str]) -> tuple[str, str, float] | None:
+    attribute = _obj(m["a"]).lower()
+    value = _obj(m["x"])
+    if attribute in ("question", "problem", "issue", "code", "error", "bug", "point", "guess", "bad", "pleasure"):
+        return None
+    owner = "User's team's" if m["s"].lower() == "our" else "User's"
+    kind = "preference" if re.search(r"favou?rite|preferred", attribute) else "goal" if re.search(r"goal|plan|aim", attribute) else "fact"
+    return f"{owner} {attribute} {m['verb'].lower()} {value}", kind, 0.9
+
+
+def _statements(text: str) -> list[str]:
+    return [s.strip() for s in _SPLIT.split(text) if s and s.strip()]
+
+
+def _from_sentence(sentence: str) -> tuple[str, str, float] | None:
+    if looks_like_instruction(sentence) or _QUESTION.search(sentence):
+        return None
+    sentence = _FILLER.sub("", sentence).strip().rstrip(".!;")
+    sentence = sentence.replace("\u2019", "'")
+    if not sentence or _QUESTION.search(sentence) or _HYPOTHETICAL.search(sentence) or len(sentence.split()) > 30:
+        return None
+    for pattern, build in RULES:
+        match = pattern.match(sentence)
+        if match:
+            found = build(match, sentence)
+            if found and len(found[0].split()) >= 3 and not looks_like_instruction(found[0]):
+                return found
+            return None
+    return None
+
+
+def _accepted_suggestion(user_text: str, context: Sequence[Message]) -> Candidate | None:
+    """"Sounds good, let's do that" after "I'd suggest Postgres" -> the user decided on Postgres."""
+    if not _ACCEPT.match(user_text.strip()) or len(user_text.split()) > 12:
+        return None
+    for message in reversed(context):
+        if message.role == "assistant":
+            match = _SUGGESTION.search(message.text)
+            if match:
+                return Candidate(f"User decided to use {_obj(match['x']).strip()}", "decision", 0.6)
+            return None
+    return None
+
+
+class HeuristicExtractor:
+    name = "heuristic"
+
+    async def extract(self, messages: Sequence[Message], reply: str) -> list[Candidate]:
+        return extract_statements(messages)
+
+
+def extract_statements(messages: Sequence[Message]) -> list[Candidate]:
+    """Candidates from the user-role source messages, in order, without repeats."""
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for index, message in enumerate(messages):
+        if not message.source or message.role != "user":
+            continue
+        found: list[Candidate] = []
+        accepted = _accepted_suggestion(message.text, messages[:index])
+        if accepted is not None:
+            found.append(accepted)
+        for sentence in _statements(message.text):
+            result = _from_sentence(sentence)
+            if result is not None:
+                text, kind, confidence = result
+                found.append(Candidate(text[0].upper() + text[1:], kind, confidence))
+        for candidate in found:
+            key = candidate.text.lower()
+            if key not in seen:
+                seen.add(key)
+                out.append(candidate)
+    return out

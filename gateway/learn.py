@@ -1,0 +1,52 @@
+"""What an extraction worker does with a batch of one user's jobs: extract, then reconcile."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from .config import Settings
+from .extract import Extractor
+from .extract_heuristic import HeuristicExtractor
+from .extract_llm import LLMExtractor
+from .queue import Job
+from .reconcile import Reconciler, Sourced
+from .upstream import Upstream
+
+log = logging.getLogger("memgate.learn")
+
+
+class Learner:
+    """The queue's `process` callable. Raises on failure so the queue retries the batch."""
+
+    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.reconciler = reconciler
+        self.heuristic = HeuristicExtractor()
+
+    def extractor_for(self, name: str, caller_key: str) -> Extractor:
+        """The job's extractor; `llm` without any key (a job recovered after a restart, whose
+        caller's key was never written down) falls back to `heuristic`."""
+        if name == "llm":
+            key = self.settings.extraction_api_key or caller_key
+            if key:
+                return LLMExtractor(self.upstream, self.settings.extraction_model, key)
+        return self.heuristic
+
+    async def __call__(self, jobs: Sequence[Job]) -> None:
+        first = jobs[0]
+        extractor = self.extractor_for(first.extractor, first.api_key)
+        items: list[Sourced] = []
+        if extractor is self.heuristic:
+            # Offline and cheap: per job, so each memory is attributed to the request that taught it.
+            for job in jobs:
+                found = await extractor.extract(job.messages, job.reply)
+                items += [Sourced(c, job.id, i, job.request_id, job.session) for i, c in enumerate(found)]
+        else:
+            # One upstream call for the whole batch: attributed to its first job (stable on replay).
+            messages = [m for job in jobs for m in job.messages]
+            found = await extractor.extract(messages, jobs[-1].reply)
+            items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
+        cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
+        await self.reconciler.apply(first.tenant, first.user, first.agent, items, cause)

@@ -1,0 +1,395 @@
+"""The durable extraction queue: jobs committed to SQLite before a response finishes, drained by workers.
+
+Scheduling lives in memory (this process owns its SQLite file; replicas each keep their own queue);
+SQLite is the durable record. One user's jobs run in order and never on two workers at once; a
+user's waiting jobs are coalesced into one batch (one extraction call, one store write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aiosqlite
+
+from .exchange import ChatContext, Reply
+from .extract import Message
+from .metrics import Metrics
+
+log = logging.getLogger("memgate.queue")
+
+UserKey = tuple[str, str]
+MAX_BATCH = 16  # jobs coalesced into one extraction call
+MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection)
+MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
+
+
+@dataclass
+class Job:
+    id: int
+    tenant: str
+    user: str
+    agent: str | None
+    session: str | None
+    rule: str
+    extractor: str
+    roles: tuple[str, ...]
+    messages: list[Message]
+    reply: str
+    request_id: str
+    created_at: float
+    attempts: int = 0
+    api_key: str = field(default="", repr=False)  # in memory only; "" after a restart
+
+
+@dataclass
+class _Pending:
+    """What the scheduler keeps per outstanding job (the rest stays in SQLite)."""
+
+    key: UserKey
+    group: tuple[str | None, str]  # (agent, extractor): only jobs of one group are coalesced
+    created_at: float
+
+
+Process = Callable[[list[Job]], Awaitable[None]]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...]) -> list[Message]:
+    """The new turn of an exchange: messages after the last assistant turn (sources when their role
+    is in `roles`), that assistant turn as context, and the reply when `assistant` is a source role."""
+    messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
+    start = 0
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "assistant":
+            start = index
+            break
+    out = []
+    for m in messages[start:]:
+        role, text = str(m.get("role")), _text(m.get("content")).strip()
+        if not text:
+            continue
+        if role == "assistant":
+            out.append(Message("assistant", text[:MAX_TEXT], source=False))
+        elif role in roles:
+            out.append(Message(role, text[:MAX_TEXT]))
+    if "assistant" in roles and reply.content.strip():
+        out.append(Message("assistant", reply.content[:MAX_TEXT]))
+    return out
+
+
+class JobQueue:
+    def __init__(self, db: aiosqlite.Connection, metrics: Metrics, process: Process, *, default_extractor: str, workers: int, max_jobs: int,
+                 backoff: float = 0.5) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.process = process
+        self.default_extractor = default_extractor
+        self.workers = workers
+        self.max_jobs = max_jobs
+        self.backoff = backoff
+        self._jobs: dict[int, _Pending] = {}  # every outstanding (pending or running) job
+        self._waiting: dict[UserKey, collections.deque[int]] = {}  # not yet claimed, in order
+        self._ready: asyncio.Queue[UserKey] = asyncio.Queue()
+        self._queued: set[UserKey] = set()  # keys in _ready, so a user is queued once
+        self._busy: set[UserKey] = set()  # being processed, or waiting out a backoff
+        self._solo: set[UserKey] = set()  # failed recently: retry one job at a time
+        self._keys: dict[int, str] = {}  # caller API keys by job id: never written anywhere
+        self._heap: list[int] = []  # outstanding ids (lazy deletion): the oldest for flush()
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        self._last_id = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.dead = 0
+        self.failures = 0
+        self.completed = 0
+        self.dropped = 0
+        self.recovered = 0
+        metrics.queue_depth.set_function(lambda: len(self._jobs))
+        metrics.queue_oldest_age.set_function(self.oldest_age)
+        metrics.dead_letters.set_function(lambda: self.dead)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover jobs a crash left running, load the backlog and start the workers."""
+        cur = await self.db.execute("UPDATE jobs SET state = 'pending' WHERE state = 'running'")
+        self.recovered = cur.rowcount
+        if self.recovered:
+            log.warning("requeued extraction jobs left running by a previous process", extra={"jobs": self.recovered})
+        sql = "SELECT id, tenant, user_id, agent_id, extractor, created_at, next_at FROM jobs WHERE state = 'pending' ORDER BY id"
+        delays: dict[UserKey, float] = {}
+        async with self.db.execute(sql) as rows:
+            async for r in rows:
+                key = (r["tenant"], r["user_id"])
+                self._add(r["id"], key, (r["agent_id"], r["extractor"]), r["created_at"])
+                delays.setdefault(key, r["next_at"])  # the user's first job decides when they may run
+        async with self.db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'dead'") as rows:
+            self.dead = (await rows.fetchone())[0]
+        async with self.db.execute("SELECT MAX(id) FROM jobs") as rows:
+            self._last_id = max(self._last_id, (await rows.fetchone())[0] or 0)
+        now = time.time()
+        for key in self._waiting:
+            self._schedule(key, max(0.0, delays.get(key, 0.0) - now))
+        self._tasks = [asyncio.create_task(self._worker(), name=f"extraction-worker-{i}") for i in range(self.workers)]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop the workers; a batch still running after `grace` seconds is cancelled and, being
+        still `running` in SQLite, is picked up again on the next start."""
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()  # a worker waiting for work ends at once; one mid-batch ends at its next await
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        self._tasks = []
+
+    # -- the request path -----------------------------------------------------------------------
+
+    async def enqueue(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> bool:
+        """Commit a job for this exchange; False (counted, logged) when there is nothing to learn,
+        the queue is full or SQLite fails. Never raises: memory fails open."""
+        user = ctx.identity.user
+        if user is None:
+            return False
+        roles = tuple(ctx.rule.extract_roles)
+        messages = job_messages(payload, reply, roles)
+        if not any(m.source for m in messages):
+            self.metrics.captures_skipped.labels("nothing_to_extract").inc()
+            return False
+        if len(self._jobs) >= self.max_jobs:
+            self.dropped += 1
+            self.metrics.extraction_jobs.labels("dropped").inc()
+            log.warning("extraction queue full: job dropped", extra={"request_id": ctx.request_id, "depth": len(self._jobs)})
+            return False
+        extractor = ctx.rule.extractor or self.default_extractor
+        now = time.time()
+        row = (ctx.identity.tenant, user, ctx.identity.agent, ctx.identity.session, ctx.rule_name, extractor, json.dumps(roles),
+               json.dumps([[m.role, m.text, m.source] for m in messages], ensure_ascii=False), reply.content[:MAX_TEXT], ctx.request_id, now)
+        try:
+            cur = await self.db.execute(
+                "INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+        except Exception:
+            self.metrics.captures_skipped.labels("queue_error").inc()
+            log.exception("extraction job not committed", extra={"request_id": ctx.request_id})
+            return False
+        job_id = int(cur.lastrowid)
+        self._last_id = max(self._last_id, job_id)
+        if ctx.api_key:
+            self._keys[job_id] = ctx.api_key
+        key = (ctx.identity.tenant, user)
+        self._add(job_id, key, (ctx.identity.agent, extractor), now)
+        self.metrics.extraction_jobs.labels("enqueued").inc()
+        self._schedule(key, 0.0)
+        return True
+
+    # -- flush and state ------------------------------------------------------------------------
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every job enqueued before this call is done (or dead); False on timeout."""
+        mark = self._last_id
+        if self._oldest_id() > mark:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushes.append((mark, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def oldest_age(self) -> float:
+        oldest = self._oldest_id()
+        return max(0.0, time.time() - self._jobs[oldest].created_at) if oldest in self._jobs else 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "depth": len(self._jobs),
+            "running": self._running_count(),
+            "users_waiting": len(self._waiting),
+            "oldest_age_seconds": round(self.oldest_age(), 3),
+            "completed": self.completed,
+            "failures": self.failures,
+            "dead_letters": self.dead,
+            "dropped": self.dropped,
+            "recovered_on_start": self.recovered,
+            "max_jobs": self.max_jobs,
+            "workers": self.workers,
+        }
+
+    async def forget_user(self, tenant: str, user: str) -> int:
+        """Drop a user's waiting and dead jobs (a batch already running finishes)."""
+        key = (tenant, user)
+        ids = list(self._waiting.pop(key, ()))
+        for job_id in ids:
+            self._done(job_id)
+        cur = await self.db.execute("DELETE FROM jobs WHERE tenant = ? AND user_id = ? AND state != 'running'", (tenant, user))
+        self._resolve_flushes()
+        return cur.rowcount
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _add(self, job_id: int, key: UserKey, group: tuple[str | None, str], created_at: float) -> None:
+        self._jobs[job_id] = _Pending(key, group, created_at)
+        self._waiting.setdefault(key, collections.deque()).append(job_id)
+        heapq.heappush(self._heap, job_id)
+
+    def _running_count(self) -> int:
+        waiting = sum(len(d) for d in self._waiting.values())
+        return len(self._jobs) - waiting
+
+    def _oldest_id(self) -> int:
+        while self._heap and self._heap[0] not in self._jobs:
+            heapq.heappop(self._heap)
+        return self._heap[0] if self._heap else self._last_id + 1
+
+    def _schedule(self, key: UserKey, delay: float) -> None:
+        """Make a user runnable (now or after a backoff) unless already queued or busy."""
+        if delay > 0:
+            self._busy.add(key)  # hold the user: their later jobs must not overtake the one backing off
+
+            def wake() -> None:
+                self._timers.discard(timer)
+                self._busy.discard(key)
+                self._schedule(key, 0.0)
+
+            timer = asyncio.get_running_loop().call_later(delay, wake)
+            self._timers.add(timer)
+            return
+        if key in self._queued or key in self._busy or not self._waiting.get(key):
+            return
+        self._queued.add(key)
+        self._ready.put_nowait(key)
+
+    def _claim(self, key: UserKey) -> list[int]:
+        waiting = self._waiting[key]
+        first = waiting.popleft()
+        ids = [first]
+        group, api_key = self._jobs[first].group, self._keys.get(first, "")
+        limit = 1 if key in self._solo else MAX_BATCH
+        while waiting and len(ids) < limit and self._jobs[waiting[0]].group == group and self._keys.get(waiting[0], "") == api_key:
+            ids.append(waiting.popleft())
+        if not waiting:
+            del self._waiting[key]
+        return ids
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._ready.get()
+            self._queued.discard(key)
+            if key in self._busy or not self._waiting.get(key):
+                continue
+            self._busy.add(key)
+            ids = self._claim(key)
+            delay = 0.0
+            try:
+                delay = await self._run(key, ids)
+            except Exception:
+                # SQLite itself failed while recording the outcome: keep the jobs, try again later.
+                log.exception("extraction worker error")
+                self._requeue(key, ids)
+                delay = self.backoff
+            finally:
+                self._busy.discard(key)
+                self._schedule(key, delay)
+
+    async def _run(self, key: UserKey, ids: list[int]) -> float:
+        """Process one batch; returns how long the user must wait before their next job."""
+        marks = ",".join("?" * len(ids))
+        started = time.perf_counter()
+        try:
+            await self.db.execute(f"UPDATE jobs SET state = 'running' WHERE id IN ({marks})", ids)
+            jobs = await self._load(ids)
+            await self.process(jobs)
+        except asyncio.CancelledError:
+            self._requeue(key, ids)  # still `running` in SQLite: a restart recovers it too
+            raise
+        except Exception as exc:
+            return await self._failed(key, ids, exc)
+        self.metrics.extraction_duration.observe(time.perf_counter() - started)
+        try:
+            await self.db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+        except Exception:
+            # The memories are written (idempotently); a replay after restart writes nothing twice.
+            log.exception("could not mark extraction jobs done")
+        self._solo.discard(key)
+        self.completed += len(ids)
+        self.metrics.extraction_jobs.labels("done").inc(len(ids))
+        for job_id in ids:
+            self._done(job_id)
+        self._resolve_flushes()
+        return 0.0
+
+    async def _load(self, ids: list[int]) -> list[Job]:
+        marks = ",".join("?" * len(ids))
+        async with self.db.execute(f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY id", ids) as cur:
+            rows = await cur.fetchall()
+        return [
+            Job(r["id"], r["tenant"], r["user_id"], r["agent_id"], r["session_id"], r["rule"], r["extractor"], tuple(json.loads(r["roles"])),
+                [Message(role, text, bool(source)) for role, text, source in json.loads(r["messages"])], r["reply"], r["request_id"],
+                r["created_at"], r["attempts"], self._keys.get(r["id"], ""))
+            for r in rows
+        ]
+
+    async def _failed(self, key: UserKey, ids: list[int], exc: Exception) -> float:
+        self.failures += 1
+        marks = ",".join("?" * len(ids))
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        self._solo.add(key)
+        async with self.db.execute(f"SELECT id, attempts FROM jobs WHERE id IN ({marks})", ids) as cur:
+            attempts = {r["id"]: r["attempts"] + 1 for r in await cur.fetchall()}
+        dead = [i for i in ids if attempts.get(i, MAX_ATTEMPTS) >= MAX_ATTEMPTS]
+        retry = [i for i in ids if i not in dead]
+        delay = self.backoff * 2 ** (max(attempts.values(), default=1) - 1)
+        delay = min(delay, 300.0)
+        if dead:
+            await self.db.execute(f"UPDATE jobs SET state = 'dead', attempts = attempts + 1, error = ? WHERE id IN ({','.join('?' * len(dead))})", [error, *dead])
+            self.dead += len(dead)
+            self.metrics.extraction_jobs.labels("dead").inc(len(dead))
+            log.error("extraction jobs dead-lettered", extra={"jobs": len(dead), "error": error})
+            for job_id in dead:
+                self._done(job_id)
+        if retry:
+            await self.db.execute(
+                f"UPDATE jobs SET state = 'pending', attempts = attempts + 1, next_at = ?, error = ? WHERE id IN ({','.join('?' * len(retry))})",
+                [time.time() + delay, error, *retry])
+            self.metrics.extraction_jobs.labels("retry").inc(len(retry))
+            log.warning("extraction failed, will retry", extra={"jobs": len(retry), "error": error, "retry_in": delay})
+            self._requeue(key, retry)
+        self._resolve_flushes()
+        return delay if retry else 0.0
+
+    def _requeue(self, key: UserKey, ids: list[int]) -> None:
+        waiting = self._waiting.setdefault(key, collections.deque())
+        waiting.extendleft(reversed([i for i in ids if i in self._jobs]))
+
+    def _done(self, job_id: int) -> None:
+        self._jobs.pop(job_id, None)
+        self._keys.pop(job_id, None)
+
+    def _resolve_flushes(self) -> None:
+        if not self._flushes:
+            return
+        oldest = self._oldest_id()
+        keep = []
+        for mark, future in self._flushes:
+            if oldest > mark:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((mark, future))
+        self._flushes = keep

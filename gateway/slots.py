@@ -1,0 +1,95 @@
+"""Text rules for reconciling third-person memories: what counts as the same statement, and which
+"slot" a statement fills (so "User lives in Paris" replaces "User lives in Berlin")."""
+
+from __future__ import annotations
+
+import re
+
+# Words that change the tone of a statement, not its content: "User really prefers X" restates X.
+_FILLER = frozenset(
+    "a an the really definitely strongly still now also always very much quite generally usually currently actually just "
+    "truly totally absolutely so".split()
+)
+_WORD = re.compile(r"[a-z0-9][a-z0-9+#.\-]*")
+_SUBJECT = r"(?P<s>(?:the )?user(?:'s team)?)"
+
+
+def words(text: str) -> list[str]:
+    return [w.rstrip(".") for w in _WORD.findall(text.lower()) if w.rstrip(".") not in _FILLER]
+
+
+def normalised(text: str) -> str:
+    """Equal for restatements that differ only in case, punctuation and filler words."""
+    return " ".join(words(text))
+
+
+def adds_nothing(new: str, old: str) -> bool:
+    """True when every content word of `new` is already in `old`."""
+    return set(words(new)) <= set(words(old))
+
+
+_SLOTS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"^{_SUBJECT}'s (?P<a>name) is\b"), "name"),
+    (re.compile(rf"^{_SUBJECT} goes by\b"), "name"),
+    (re.compile(rf"^{_SUBJECT} is (?:migrating|moving|switching|transitioning)\b"), "migrating"),
+    (re.compile(rf"^{_SUBJECT}'s (?P<a>[\w' -]+?) (?:is|are)\b(?! \w+ing\b)"), "attr"),
+    (re.compile(rf"^{_SUBJECT} (?:now )?(?:lives|is based|resides) in\b"), "lives_in"),
+    (re.compile(rf"^{_SUBJECT} (?:now )?works (?P<p>at|for)\b"), "works_at"),
+    (re.compile(rf"^{_SUBJECT} (?:now )?works as\b"), "works_as"),
+    (re.compile(rf"^{_SUBJECT} (?:now |still )?prefers? .+? (?P<q>for|when|as|during|in) (?P<z>.+)$"), "prefers_for"),
+    (re.compile(rf"^{_SUBJECT} (?:now |still )?prefers? (?P<x>.+?) (?:over|to|than|instead of|rather than) (?P<y>.+)$"), "prefers_pair"),
+]
+_NEGATION = re.compile(rf"^{_SUBJECT} (?:no longer|does not|doesn't|stopped|quit) (?P<v>[a-z]+) (?P<x>.+)$")
+_POSITIVE = re.compile(rf"^{_SUBJECT} (?:now )?(?P<v>uses|likes|loves|eats|drinks|plays|prefers|works|enjoys|owns|drives|is using|uses) (?P<x>.+)$")
+
+
+def slot(text: str) -> tuple[str, ...] | None:
+    """The slot a statement fills, or None when it fills none (then it never replaces another)."""
+    t = " ".join(text.lower().split()).rstrip(".")
+    for pattern, name in _SLOTS:
+        m = pattern.match(t)
+        if m is None:
+            continue
+        subject = m["s"].removeprefix("the ")
+        if name == "attr":
+            return (subject, "attr", m["a"].strip())
+        if name == "prefers_for":
+            return (subject, "prefers", m["q"], normalised(m["z"]))
+        if name == "prefers_pair":
+            return (subject, "prefers", "pair", *sorted((normalised(m["x"]), normalised(m["y"]))))
+        return (subject, name)
+    negation = _NEGATION.match(t)
+    if negation:
+        return (negation["s"].removeprefix("the "), "does", _stem(negation["v"]), normalised(negation["x"]))
+    positive = _POSITIVE.match(t)
+    if positive and positive["v"] != "prefers":
+        return (positive["s"].removeprefix("the "), "does", _stem(positive["v"]), normalised(positive["x"]))
+    return None
+
+
+def _stem(verb: str) -> str:
+    verb = verb.removeprefix("is ")
+    if verb.endswith("ing"):
+        return verb[:-3]
+    return verb[:-2] if verb.endswith(("shes", "ches", "xes")) else verb[:-1] if verb.endswith("s") else verb
+
+
+def negated_object(text: str) -> tuple[str, str] | None:
+    """("user", "slack") for "User no longer uses Slack": the subject and what they gave up."""
+    m = _NEGATION.match(" ".join(text.lower().split()).rstrip("."))
+    return (m["s"].removeprefix("the "), normalised(m["x"])) if m else None
+
+
+def conflicts(new: str, old: str) -> bool:
+    """True when `new` replaces `old`: a new value of the same slot, or a negation of what `old` states."""
+    if normalised(new) == normalised(old):
+        return False
+    new_slot = slot(new)
+    if new_slot is not None and new_slot == slot(old):
+        return True
+    gone = negated_object(new)
+    if gone is not None and negated_object(old) is None:
+        subject, thing = gone
+        old_l = " ".join(old.lower().split())
+        return old_l.startswith(subject) and f" {thing} " in f" {normalised(old)} "
+    return False
