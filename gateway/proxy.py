@@ -110,6 +110,8 @@ class Proxy:
             raise BadRequest("request body is not valid UTF-8", code="invalid_json") from None
         except ValueError as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        except RecursionError:
+            raise BadRequest("request body is nested too deeply", code="invalid_json") from None
         if not isinstance(payload, dict):
             raise BadRequest("request body must be a JSON object", code="invalid_json")
         headers = request.headers

@@ -149,8 +149,12 @@ class FakeUpstream:
             if path.startswith("/v1/models"):
                 return await self._send_json(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
             return await self._send_json(writer, 200, {"method": method, "path": path, "body_len": len(body), "echo_header": headers.get("x-echo", "")})
-        req = json.loads(body)
-        model = req.get("model", "")
+        try:
+            req = json.loads(body)
+            model = str(req.get("model", ""))
+            req.get("messages", [])
+        except (ValueError, AttributeError):
+            return await self._send_json(writer, 400, {"error": {"message": "fake upstream: bad body", "type": "invalid_request_error", "param": None, "code": None}})
         delay = float(headers.get("x-fake-delay", "2"))
         if is_extraction(req):
             self.extraction_calls += 1
@@ -191,7 +195,9 @@ class FakeUpstream:
         return True
 
 
-def last_user_text(messages: list[Any]) -> str:
+def last_user_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
