@@ -1,0 +1,334 @@
+"""The durable memory store: one LanceDB table `memories`, every read and write scoped by tenant and user."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any, Iterable
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from lancedb.index import FTS, BTree, IvfPq
+
+KINDS = ("fact", "preference", "decision", "goal", "event", "note")
+TABLE = "memories"
+META_EMBEDDER = b"memgate.embedder"
+META_DIM = b"memgate.dim"
+# Below this many rows a filtered brute-force scan beats an approximate index (and needs no training).
+ANN_MIN_ROWS = 50_000
+# Other replicas' commits become visible to our reads within this interval.
+READ_CONSISTENCY = timedelta(seconds=1)
+
+
+class StoreMismatch(RuntimeError):
+    """The table holds vectors from another embedder or dimension: never mix them (`memgate reindex`)."""
+
+
+@dataclass
+class Memory:
+    id: str
+    tenant: str
+    user_id: str
+    text: str
+    kind: str = "fact"
+    agent_id: str | None = None
+    session_id: str | None = None
+    vector: np.ndarray | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_used_at: float | None = None
+    use_count: int = 0
+    confidence: float = 1.0
+    source_request_id: str | None = None
+    superseded_by: str | None = None
+    pinned: bool = False
+    flagged: bool = False
+    tokens: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """JSON-safe view for the admin API (no vector)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "vector"}
+
+
+COLUMNS = tuple(f.name for f in fields(Memory))
+
+
+def schema(dim: int, embedder_name: str) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("tenant", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("kind", pa.string()),
+            pa.field("agent_id", pa.string()),
+            pa.field("session_id", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("created_at", pa.float64()),
+            pa.field("updated_at", pa.float64()),
+            pa.field("last_used_at", pa.float64()),
+            pa.field("use_count", pa.int64()),
+            pa.field("confidence", pa.float64()),
+            pa.field("source_request_id", pa.string()),
+            pa.field("superseded_by", pa.string()),
+            pa.field("pinned", pa.bool_()),
+            pa.field("flagged", pa.bool_()),
+            pa.field("tokens", pa.int32()),
+        ],
+        metadata={META_EMBEDDER: embedder_name.encode(), META_DIM: str(dim).encode()},
+    )
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal: the one place user-supplied text enters a filter."""
+    if not isinstance(value, str):
+        raise TypeError(f"filter value must be a string, not {type(value).__name__}")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def scope(tenant: str, user: str | None = None) -> str:
+    where = f"tenant = {sql_literal(tenant)}"
+    return where if user is None else f"{where} AND user_id = {sql_literal(user)}"
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
+
+
+def _rows_to_memories(table: pa.Table) -> list[Memory]:
+    names = [n for n in table.column_names if n in COLUMNS]
+    vectors = None
+    if "vector" in names and table.num_rows:
+        flat = table.column("vector").combine_chunks()
+        vectors = flat.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32, copy=False)
+    cols = {n: table.column(n).to_pylist() for n in names if n != "vector"}
+    out = []
+    for i in range(table.num_rows):
+        m = Memory(**{n: cols[n][i] for n in cols})
+        if vectors is not None:
+            m.vector = vectors[i]
+        m.pinned, m.flagged = bool(m.pinned), bool(m.flagged)
+        m.use_count, m.tokens = int(m.use_count or 0), int(m.tokens or 0)
+        out.append(m)
+    return out
+
+
+def _cursor_encode(m: Memory) -> str:
+    return base64.urlsafe_b64encode(json.dumps([m.created_at, m.id]).encode()).decode()
+
+
+def cursor_decode(cursor: str) -> tuple[float, str]:
+    """Raises ValueError for a cursor this store did not hand out."""
+    try:
+        created, mid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(mid, str) or not isinstance(created, (int, float)) or not math.isfinite(created):
+            raise ValueError
+        return float(created), mid
+    except Exception:
+        raise ValueError("invalid cursor") from None
+
+
+class MemoryStore:
+    """Memories in LanceDB. Writes are batched (one commit per call); ids make adds idempotent."""
+
+    def __init__(self, db: Any, table: Any, embedder_name: str, dim: int) -> None:
+        self.db = db
+        self.table = table
+        self.embedder_name = embedder_name
+        self.dim = dim
+        self.schema = schema(dim, embedder_name)
+        # Versions this process committed: a hot tier seeing only these needs no reload.
+        self.own_versions: set[int] = set()
+
+    @classmethod
+    async def open(cls, uri: str, embedder_name: str, dim: int) -> MemoryStore:
+        db = await lancedb.connect_async(uri, read_consistency_interval=READ_CONSISTENCY)
+        names = await db.table_names()
+        if TABLE in names:
+            table = await db.open_table(TABLE)
+            meta = (await table.schema()).metadata or {}
+            have_dim = int(meta.get(META_DIM, b"0") or 0)
+            have_name = meta.get(META_EMBEDDER, b"").decode()
+            if have_dim != dim or have_name != embedder_name:
+                raise StoreMismatch(
+                    f"the memories table at {uri} holds {have_dim}-dim vectors from {have_name!r}, but the embedder is "
+                    f"{embedder_name!r} ({dim} dims): run `memgate reindex` or use the original embedder"
+                )
+            store = cls(db, table, embedder_name, dim)
+        else:
+            table = await db.create_table(TABLE, schema=schema(dim, embedder_name), exist_ok=True)
+            store = cls(db, table, embedder_name, dim)
+            await store.ensure_indexes()
+        return store
+
+    async def ensure_indexes(self) -> None:
+        """Scalar indexes on the scope columns, full text on text, ANN once the table is large."""
+        have = {tuple(i.columns): i.index_type for i in await self.table.list_indices()}
+        for column in ("tenant", "user_id"):
+            if (column,) not in have:
+                await self.table.create_index(column, config=BTree())
+        if ("text",) not in have:
+            await self.table.create_index("text", config=FTS())
+        if ("vector",) not in have and await self.table.count_rows() >= ANN_MIN_ROWS:
+            await self.table.create_index("vector", config=IvfPq(distance_type="cosine"))
+
+    def _arrow(self, memories: list[Memory]) -> pa.Table:
+        cols: dict[str, list[Any]] = {n: [getattr(m, n) for m in memories] for n in COLUMNS if n != "vector"}
+        vectors = np.stack([np.asarray(m.vector, dtype=np.float32).reshape(-1) for m in memories])
+        if vectors.shape[1] != self.dim:
+            raise StoreMismatch(f"vector has {vectors.shape[1]} dims, the table {self.dim}")
+        arrays = {n: pa.array(v, type=self.schema.field(n).type) for n, v in cols.items()}
+        arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), self.dim)
+        return pa.table([arrays[n] for n in self.schema.names], schema=self.schema)
+
+    def _own(self, version: int | None) -> None:
+        if version is not None:
+            self.own_versions.add(int(version))
+
+    async def version(self) -> int:
+        return int(await self.table.version())
+
+    async def _query(self, where: str, columns: list[str] | None = None) -> list[Memory]:
+        q = self.table.query().where(where)
+        if columns is not None:
+            q = q.select(columns)
+        return _rows_to_memories(await q.to_arrow())
+
+    async def add(self, memories: list[Memory]) -> list[Memory]:
+        """Insert in one commit; ids already present are skipped. Returns the rows actually inserted."""
+        if not memories:
+            return []
+        by_scope: dict[tuple[str, str], list[str]] = {}
+        for m in memories:
+            if m.kind not in KINDS:
+                raise ValueError(f"unknown memory kind {m.kind!r}")
+            by_scope.setdefault((m.tenant, m.user_id), []).append(m.id)
+        present: set[str] = set()
+        for (tenant, user), ids in by_scope.items():
+            rows = await self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', ids)}").select(["id"]).to_arrow()
+            present.update(rows.column("id").to_pylist())
+        fresh = list({m.id: m for m in memories if m.id not in present}.values())
+        if fresh:
+            result = await self.table.merge_insert("id").when_not_matched_insert_all().execute(self._arrow(fresh))
+            self._own(result.version)
+        return fresh
+
+    async def get(self, tenant: str, user: str, id: str) -> Memory | None:
+        found = await self._query(f"{scope(tenant, user)} AND id = {sql_literal(id)}")
+        return found[0] if found else None
+
+    async def update(self, tenant: str, user: str, id: str, **changes: Any) -> Memory | None:
+        unknown = set(changes) - set(COLUMNS) | ({"id", "tenant", "user_id"} & set(changes))
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        current = await self.get(tenant, user, id)
+        if current is None:
+            return None
+        for name, value in changes.items():
+            setattr(current, name, value)
+        # A whole-row upsert keeps the vector column simple and the change one commit.
+        result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(self._arrow([current]))
+        self._own(result.version)
+        return current
+
+    async def supersede(self, tenant: str, user: str, old_id: str, new_id: str) -> None:
+        result = await self.table.update({"superseded_by": new_id}, where=f"{scope(tenant, user)} AND id = {sql_literal(old_id)}")
+        self._own(result.version)
+
+    async def delete(self, tenant: str, user: str, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        result = await self.table.delete(f"{scope(tenant, user)} AND {one_of('id', ids)}")
+        self._own(result.version)
+        return int(result.num_deleted_rows)
+
+    async def active(self, tenant: str, user: str, agent: str | None = None) -> list[Memory]:
+        """A user's memories that are not superseded, with vectors. With `agent`: user-wide ones plus that agent's."""
+        where = f"{scope(tenant, user)} AND superseded_by IS NULL"
+        if agent is not None:
+            where += f" AND (agent_id IS NULL OR agent_id = {sql_literal(agent)})"
+        return await self._query(where)
+
+    async def list(
+        self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False
+    ) -> tuple[list[Memory], str | None]:
+        """Newest first, `limit` at a time; pass the returned cursor back for the next page."""
+        where = scope(tenant, user)
+        if kind is not None:
+            where += f" AND kind = {sql_literal(kind)}"
+        if not include_superseded:
+            where += " AND superseded_by IS NULL"
+        if cursor is not None:
+            created, mid = cursor_decode(cursor)
+            where += f" AND (created_at < {created!r} OR (created_at = {created!r} AND id > {sql_literal(mid)}))"
+        columns = [c for c in COLUMNS if c != "vector"]
+        rows = sorted(await self._query(where, columns), key=lambda m: (-m.created_at, m.id))
+        page = rows[:limit]
+        return page, (_cursor_encode(page[-1]) if len(rows) > limit else None)
+
+    async def _distinct(self, column: str, where: str | None = None) -> list[str]:
+        q = self.table.query().select([column])
+        if where:
+            q = q.where(where)
+        values = (await q.to_arrow()).column(column)
+        return sorted(v for v in pc.unique(values).to_pylist() if v is not None)
+
+    async def tenants(self) -> list[str]:
+        return await self._distinct("tenant")
+
+    async def users(self, tenant: str) -> list[str]:
+        return await self._distinct("user_id", scope(tenant))
+
+    async def count(self, tenant: str, user: str) -> int:
+        return int(await self.table.count_rows(scope(tenant, user)))
+
+    async def fold_usage(self, usage: dict[tuple[str, str, str], tuple[int, float]]) -> None:
+        """Add recall counts to `use_count` and set `last_used_at`, keyed by (tenant, user, id): one commit."""
+        by_scope: dict[tuple[str, str], list[str]] = {}
+        for tenant, user, mid in usage:
+            by_scope.setdefault((tenant, user), []).append(mid)
+        keys: list[tuple[str, str, str]] = []
+        counts: list[int] = []
+        for (tenant, user), ids in by_scope.items():
+            rows = await self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', ids)}").select(["id", "use_count"]).to_arrow()
+            for mid, count in zip(rows.column("id").to_pylist(), rows.column("use_count").to_pylist()):
+                keys.append((tenant, user, mid))
+                counts.append(int(count or 0) + usage[(tenant, user, mid)][0])
+        if not keys:
+            return
+        part = pa.table(
+            {
+                "id": pa.array([k[2] for k in keys], pa.string()),
+                "tenant": pa.array([k[0] for k in keys], pa.string()),
+                "user_id": pa.array([k[1] for k in keys], pa.string()),
+                "use_count": pa.array(counts, pa.int64()),
+                "last_used_at": pa.array([usage[k][1] for k in keys], pa.float64()),
+            }
+        )
+        result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(part)
+        self._own(result.version)
+
+    async def forget_user(self, tenant: str, user: str) -> int:
+        result = await self.table.delete(scope(tenant, user))
+        self._own(result.version)
+        return int(result.num_deleted_rows)
+
+    async def optimize(self) -> None:
+        """Compact fragments, fold new rows into the indexes, drop old versions; add the ANN index when due."""
+        before = await self.version()
+        await self.ensure_indexes()
+        await self.table.optimize(cleanup_older_than=timedelta(minutes=10))
+        # Compaction and index commits change no memory: hot tiers need not reload for them.
+        self.own_versions.update(range(before + 1, await self.version() + 1))
+
+    async def aclose(self) -> None:
+        self.table.close()
+        self.db.close()
+
+
+__all__ = ["KINDS", "Memory", "MemoryStore", "StoreMismatch", "sql_literal", "scope", "cursor_decode"]
