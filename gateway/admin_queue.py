@@ -11,24 +11,24 @@ from starlette.routing import Route
 
 from .admin_auth import require_admin
 from .errors import BadRequest, NotFound
-from .history import History
 from .identity import validate_id
-from .queue import JobQueue
 
 MAX_FLUSH_SECONDS = 600.0
 
 
-def admin_queue_routes(admin_token: str, queue: JobQueue, history: History, store: Any = None) -> list[Route]:
-    """Routes under /admin/v1; `store` (a MemoryStore, optional) tells an unknown memory from one
-    with no recorded changes."""
+def admin_queue_routes(admin_token: str, extraction: Any, store: Any = None) -> list[Route]:
+    """Routes under /admin/v1 for an `Extraction` (opened later, in the lifespan); `store` (a
+    MemoryStore, optional) tells an unknown memory from one with no recorded changes."""
 
     async def queue_state(request: Request) -> Response:
         require_admin(request, admin_token)
+        queue, _ = extraction.require_open()
         return JSONResponse(queue.state())
 
     async def flush(request: Request) -> Response:
         """Returns when every job enqueued before the call is done; `?timeout=` seconds (default 60)."""
         require_admin(request, admin_token)
+        queue, _ = extraction.require_open()
         raw = request.query_params.get("timeout", "60")
         try:
             timeout = float(raw)
@@ -41,6 +41,7 @@ def admin_queue_routes(admin_token: str, queue: JobQueue, history: History, stor
 
     async def memory_history(request: Request) -> Response:
         require_admin(request, admin_token)
+        _, history = extraction.require_open()
         p = request.path_params
         tenant, user, memory_id = validate_id(p["tenant"], "tenant"), validate_id(p["user"], "user"), validate_id(p["id"], "id")
         changes = await history.for_memory(tenant, user, memory_id)

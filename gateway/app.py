@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
+from .extraction import CaptureOnlyLayer, Extraction
 from .metrics import Metrics
 from .proxy import Proxy
 from .rules_live import LiveRules
@@ -32,6 +33,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     rules = LiveRules(settings.rules, metrics)
     upstream = Upstream(settings)
     proxy = Proxy(settings, upstream, rules, metrics, memory=None)
+    extraction = Extraction(settings, metrics, upstream)
     state: dict[str, bool] = {"ready": False}
 
     @contextlib.asynccontextmanager
@@ -40,6 +42,17 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         watcher = asyncio.create_task(rules.watch())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, rules.reload)
+        # Interim memory wiring (extraction stream) until recall's MemoryService/layer land.
+        from .embed import make_embedder
+        from .memory_interim import InterimMemoryService
+        from .store import MemoryStore
+
+        embedder = make_embedder(settings.embedder, cache_dir=settings.model_cache_dir, http_client=upstream.client,
+                                 upstream_base=settings.upstream_base, model=settings.embedding_model)
+        store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim)
+        await extraction.open(InterimMemoryService(store, embedder))
+        proxy.memory = CaptureOnlyLayer(extraction)
+        app.state.store = store
         state["ready"] = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
@@ -49,6 +62,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
             watcher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
+            await extraction.aclose()
+            await store.aclose()
+            await embedder.aclose()
             await upstream.aclose()
 
     async def healthz(request: Request) -> Response:
@@ -68,6 +84,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *extraction.routes(),
     ]
     app = Starlette(
         routes=routes,
@@ -78,4 +95,5 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.rules = rules
     app.state.proxy = proxy
+    app.state.extraction = extraction
     return app

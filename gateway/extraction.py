@@ -1,0 +1,74 @@
+"""The extraction side of the gateway as one object the app opens in its lifespan: the SQLite file,
+history, the job queue and its workers, and the admin routes that report on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+from starlette.routing import Route
+
+from .config import Settings
+from .db import instance_id, open_db
+from .errors import Unavailable
+from .exchange import ChatContext, Reply
+from .history import History
+from .learn import Learner
+from .metrics import Metrics
+from .queue import JobQueue
+from .reconcile import Reconciler
+from .upstream import Upstream
+
+
+class Extraction:
+    def __init__(self, settings: Settings, metrics: Metrics, upstream: Upstream) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.upstream = upstream
+        self.db: aiosqlite.Connection | None = None
+        self.history: History | None = None
+        self.queue: JobQueue | None = None
+
+    async def open(self, memory: Any) -> None:
+        """Open SQLite, attach history to `memory` (the MemoryService), recover and start the queue."""
+        s = self.settings
+        self.db = await open_db(s.sqlite_path)
+        self.history = History(self.db)
+        memory.history = self.history
+        learner = Learner(s, self.upstream, Reconciler(memory, self.metrics, await instance_id(self.db)))
+        self.queue = JobQueue(self.db, self.metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max)
+        await self.queue.start()
+
+    async def aclose(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop()
+        if self.db is not None:
+            await self.db.close()
+
+    async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
+        """The MemoryLayer's `capture`: enqueue durably (a no-op before open or after close)."""
+        if self.queue is not None:
+            await self.queue.enqueue(ctx, payload, reply)
+
+    def routes(self, store: Any = None) -> list[Route]:
+        from .admin_queue import admin_queue_routes
+
+        return admin_queue_routes(self.settings.admin_token, self, store)
+
+    def require_open(self) -> tuple[JobQueue, History]:
+        if self.queue is None or self.history is None:
+            raise Unavailable("extraction is not running")
+        return self.queue, self.history
+
+
+class CaptureOnlyLayer:
+    """A MemoryLayer that only captures (interim, until the recall stream's layer is wired in)."""
+
+    def __init__(self, extraction: Extraction) -> None:
+        self.extraction = extraction
+
+    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+        return None
+
+    async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
+        await self.extraction.capture(ctx, payload, reply)
