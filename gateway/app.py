@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .admin import admin_routes
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
+from .memory import MemoryLayer, MemoryService
 from .metrics import Metrics
 from .proxy import Proxy
 from .rules_live import LiveRules
@@ -33,6 +35,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     upstream = Upstream(settings)
     proxy = Proxy(settings, upstream, rules, metrics, memory=None)
     state: dict[str, bool] = {"ready": False}
+    memory: dict[str, MemoryService] = {}  # opened in the lifespan: LanceDB must start after any fork
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -40,6 +43,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         watcher = asyncio.create_task(rules.watch())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, rules.reload)
+        service = memory["service"] = await MemoryService.open(settings, metrics, upstream.client)
+        proxy.memory = MemoryLayer(service, metrics)
+        app.state.memory = service
         state["ready"] = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
@@ -49,6 +55,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
             watcher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
+            proxy.memory = None
+            await service.aclose()
             await upstream.aclose()
 
     async def healthz(request: Request) -> Response:
@@ -68,6 +76,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *admin_routes(lambda: memory.get("service"), settings.admin_token, metrics),
     ]
     app = Starlette(
         routes=routes,

@@ -51,6 +51,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("embedder", str, "local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)"),
     Option("embedding_model", str, "text-embedding-3-small", "model name for the 'openai' embedder"),
     Option("hot_users", int, 2048, "users kept in the in-process hot tier"),
+    Option("model_cache", str, "", "directory for the distilled local embedding model (default: <data-dir>/models)"),
     Option("extractor", str, "heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)"),
     Option("extraction_model", str, "gpt-4o-mini", "model for the 'llm' extractor"),
     Option("extraction_api_key", str, "", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True),
@@ -83,6 +84,7 @@ class Settings:
     embedder: str = "local"
     embedding_model: str = "text-embedding-3-small"
     hot_users: int = 2048
+    model_cache: str = ""
     extractor: str = "heuristic"
     extraction_model: str = "gpt-4o-mini"
     extraction_api_key: str = field(default="", repr=False)
