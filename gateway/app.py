@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .admin import admin_routes
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
-from .extraction import CaptureOnlyLayer, Extraction
+from .extraction import Extraction
+from .memory import MemoryLayer, MemoryService
 from .metrics import Metrics
 from .proxy import Proxy
 from .rules_live import LiveRules
@@ -35,6 +37,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     proxy = Proxy(settings, upstream, rules, metrics, memory=None)
     extraction = Extraction(settings, metrics, upstream)
     state: dict[str, bool] = {"ready": False}
+    memory: dict[str, MemoryService] = {}  # opened in the lifespan: LanceDB must start after any fork
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -42,17 +45,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         watcher = asyncio.create_task(rules.watch())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, rules.reload)
-        # Interim memory wiring (extraction stream) until recall's MemoryService/layer land.
-        from .embed import make_embedder
-        from .memory_interim import InterimMemoryService
-        from .store import MemoryStore
-
-        embedder = make_embedder(settings.embedder, cache_dir=settings.model_cache_dir, http_client=upstream.client,
-                                 upstream_base=settings.upstream_base, model=settings.embedding_model)
-        store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim)
-        await extraction.open(InterimMemoryService(store, embedder))
-        proxy.memory = CaptureOnlyLayer(extraction)
-        app.state.store = store
+        service = memory["service"] = await MemoryService.open(settings, metrics, upstream.client)
+        await extraction.open(service)  # SQLite queue + history; recovers jobs a crash left running
+        proxy.memory = MemoryLayer(service, metrics, enqueue=extraction.capture)
+        app.state.memory = service
         state["ready"] = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
@@ -62,9 +58,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
             watcher.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
+            proxy.memory = None
             await extraction.aclose()
-            await store.aclose()
-            await embedder.aclose()
+            await service.aclose()
             await upstream.aclose()
 
     async def healthz(request: Request) -> Response:
@@ -84,7 +80,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-        *extraction.routes(),
+        *admin_routes(lambda: memory.get("service"), settings.admin_token, metrics),
+        *extraction.routes(lambda: memory.get("service")),
     ]
     app = Starlette(
         routes=routes,

@@ -3,7 +3,7 @@ history, the job queue and its workers, and the admin routes that report on them
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import aiosqlite
 from starlette.routing import Route
@@ -35,7 +35,7 @@ class Extraction:
         self.db = await open_db(s.sqlite_path)
         self.history = History(self.db)
         memory.history = self.history
-        learner = Learner(s, self.upstream, Reconciler(memory, self.metrics, await instance_id(self.db)))
+        learner = Learner(s, self.upstream, Reconciler(memory, await instance_id(self.db)))
         self.queue = JobQueue(self.db, self.metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max)
         await self.queue.start()
 
@@ -50,25 +50,14 @@ class Extraction:
         if self.queue is not None:
             await self.queue.enqueue(ctx, payload, reply)
 
-    def routes(self, store: Any = None) -> list[Route]:
+    def routes(self, memory: Callable[[], Any]) -> list[Route]:
+        """Admin routes (queue state, flush, memory history); `memory` returns the MemoryService once open."""
         from .admin_queue import admin_queue_routes
 
-        return admin_queue_routes(self.settings.admin_token, self, store)
+        return admin_queue_routes(self.settings.admin_token, self.metrics, self, memory)
 
     def require_open(self) -> tuple[JobQueue, History]:
         if self.queue is None or self.history is None:
             raise Unavailable("extraction is not running")
         return self.queue, self.history
 
-
-class CaptureOnlyLayer:
-    """A MemoryLayer that only captures (interim, until the recall stream's layer is wired in)."""
-
-    def __init__(self, extraction: Extraction) -> None:
-        self.extraction = extraction
-
-    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-        return None
-
-    async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
-        await self.extraction.capture(ctx, payload, reply)

@@ -17,8 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .extract import Candidate, looks_like_instruction
-from .metrics import Metrics
+from .extract import Candidate
 from .slots import adds_nothing, conflicts, normalised
 from .store import Memory
 
@@ -51,9 +50,8 @@ class Outcome:
 
 
 class Reconciler:
-    def __init__(self, memory: Any, metrics: Metrics, instance: str) -> None:
+    def __init__(self, memory: Any, instance: str) -> None:
         self.memory = memory  # MemoryService (gateway/memory.py)
-        self.metrics = metrics
         self.instance = instance
 
     async def apply(self, tenant: str, user: str, agent: str | None, items: Sequence[Sourced], cause: str) -> Outcome:
@@ -65,7 +63,7 @@ class Reconciler:
         now = time.time()
         new: list[Memory] = []
         refresh: dict[str, tuple[Memory, float]] = {}
-        replace: list[tuple[Memory, str]] = []
+        replace: list[tuple[Memory, Memory]] = []
         for sourced, vector in zip(items, vectors):
             c = sourced.candidate
             mid = memory_id(self.instance, sourced.job_id, sourced.position)
@@ -77,7 +75,7 @@ class Reconciler:
             if same is None:
                 same = Memory(id=mid, tenant=tenant, user_id=user, text=c.text, kind=c.kind, agent_id=agent, session_id=sourced.session,
                               vector=np.asarray(vector, dtype=np.float32), created_at=now, updated_at=now, confidence=c.confidence,
-                              source_request_id=sourced.request_id, flagged=looks_like_instruction(c.text))
+                              source_request_id=sourced.request_id)  # the service flags instruction-like text
                 new.append(same)
             elif same.id != mid and all(same is not m for m in new):
                 # A restatement (or the replay of a job that already wrote it): no new row.
@@ -87,30 +85,20 @@ class Reconciler:
                 if any(old is m for m in new):
                     new.remove(old)  # said and corrected in the same batch: keep only the correction
                 else:
-                    replace.append((old, same.id))
+                    replace.append((old, same))
                     refresh.pop(old.id, None)
+        # Written before anything is superseded: a crash in between leaves both, and the replay
+        # (which finds its own new memory) supersedes the old one then. The service records
+        # history and memories_written for each change.
         if new:
-            outcome.added = await self.memory.write(new)
+            outcome.added = await self.memory.write(new, cause=cause)
         for memory, confidence in refresh.values():
-            await self.memory.update(tenant, user, memory.id, confidence=confidence, cause=cause)
+            await self.memory.update(tenant, user, memory.id, confidence=confidence, cause=cause, action="refresh")
             outcome.refreshed.append(memory.id)
-        for old, new_id in replace:
-            await self.memory.supersede(tenant, user, old.id, new_id, cause=cause)
-            outcome.superseded.append((old.id, new_id))
-        self._count(outcome)
+        for old, successor in replace:
+            await self.memory.supersede(tenant, user, old.id, successor.id, cause=cause, new_text=successor.text)
+            outcome.superseded.append((old.id, successor.id))
         return outcome
-
-    def _count(self, outcome: Outcome) -> None:
-        written = self.metrics.memories_written
-        if outcome.added:
-            written.labels("add").inc(len(outcome.added))
-            flagged = sum(1 for m in outcome.added if m.flagged)
-            if flagged:
-                self.metrics.flagged_memories.inc(flagged)
-        if outcome.refreshed:
-            written.labels("refresh").inc(len(outcome.refreshed))
-        if outcome.superseded:
-            written.labels("supersede").inc(len(outcome.superseded))
 
 
 def _same(new: str, old: str, score: float) -> bool:

@@ -41,8 +41,8 @@ def queue_state(gw: Gateway) -> dict[str, Any]:
         return admin.get("/queue").json()
 
 
-def memories(gw: Gateway, user: str, tenant: str = TENANT, include_superseded: bool = False) -> list[dict[str, Any]]:
-    """Every memory of a user through the admin API, following cursors."""
+def memories(gw: Gateway, user: str, tenant: str = TENANT) -> list[dict[str, Any]]:
+    """Every active memory of a user through the admin API, following cursors ([] for an unknown user)."""
     out: list[dict[str, Any]] = []
     cursor = None
     with gw.admin() as admin:
@@ -50,9 +50,9 @@ def memories(gw: Gateway, user: str, tenant: str = TENANT, include_superseded: b
             params: dict[str, Any] = {"limit": 200}
             if cursor:
                 params["cursor"] = cursor
-            if include_superseded:
-                params["include_superseded"] = "true"
             response = admin.get(f"/tenants/{tenant}/users/{user}/memories", params=params)
+            if response.status_code == 404 and response.json()["error"]["code"] == "user_not_found":
+                return out
             assert response.status_code == 200, response.text
             body = response.json()
             out += body["memories"]

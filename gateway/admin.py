@@ -1,0 +1,220 @@
+"""Admin API, memories part: `/admin/v1` routes to list tenants and users and to manage one user's memories.
+
+Every route is behind the bearer admin token (`authorized`, also used by the other admin modules);
+with no token configured the routes are not mounted at all, so they answer 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from typing import Any, Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
+from .identity import bearer_token, validate_id
+from .memory import MemoryService, new_id
+from .metrics import Metrics
+from .store import KINDS, Memory
+
+PREFIX = "/admin/v1"
+MAX_TEXT_CHARS = 4000
+MAX_LIMIT = 500
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def authorized(request: Request, token: str) -> None:
+    """Raise 401 unless the request carries the admin token (compared in constant time)."""
+    given = bearer_token(request.headers)
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("missing or invalid admin token: send Authorization: Bearer $MEMGATE_ADMIN_TOKEN")
+
+
+def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        try:
+            authorized(request, token)
+            response = await handler(request)
+        except GatewayError as exc:
+            response = exc.response()
+        metrics.requests.labels("admin", str(response.status_code)).inc()
+        return response
+
+    return endpoint
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"missing required field '{name}'", param=name, code="missing_field")
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is not a number
+        names = " or ".join(k.__name__ for k in kinds)
+        raise BadRequest(f"field '{name}' must be {names}", param=name, code="invalid_field")
+    return value
+
+
+def memory_text(body: dict[str, Any], required: bool) -> str | None:
+    text = field_of(body, "text", str, required)
+    if text is not None and not (0 < len(text.strip()) and len(text) <= MAX_TEXT_CHARS):
+        raise BadRequest(f"field 'text' must be 1-{MAX_TEXT_CHARS} characters, not blank", param="text", code="invalid_field")
+    return text
+
+
+def memory_kind(value: Any) -> str | None:
+    if value is not None and value not in KINDS:
+        raise BadRequest(f"field 'kind' must be one of {', '.join(KINDS)}", param="kind", code="invalid_field")
+    return value
+
+
+def confidence_of(body: dict[str, Any]) -> float | None:
+    value = field_of(body, "confidence", (int, float))
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+        raise BadRequest("field 'confidence' must be between 0 and 1", param="confidence", code="invalid_field")
+    return None if value is None else float(value)
+
+
+def scope_of(request: Request) -> tuple[str, str]:
+    return validate_id(request.path_params["tenant"], "tenant"), validate_id(request.path_params["user"], "user")
+
+
+def memory_id_of(request: Request) -> str:
+    return validate_id(request.path_params["id"], "memory id")
+
+
+def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics) -> list[Route]:
+    """The memories part of the admin API, or nothing when no admin token is configured.
+
+    `memory` returns the service once the app's lifespan has opened it (503 before that).
+    """
+    if not token:
+        return []
+
+    def service() -> MemoryService:
+        current = memory()
+        if current is None:
+            raise Unavailable("memory is not open yet; retry shortly")
+        return current
+
+    async def known_user(tenant: str, user: str) -> None:
+        if await service().store.count(tenant, user) == 0:
+            raise NotFound(f"no memories for user {user!r} in tenant {tenant!r}", param="user", code="user_not_found")
+
+    async def tenants(request: Request) -> Response:
+        return JSONResponse({"tenants": await service().store.tenants()})
+
+    async def users(request: Request) -> Response:
+        tenant = validate_id(request.path_params["tenant"], "tenant")
+        found = await service().store.users(tenant)
+        if not found:
+            raise NotFound(f"no tenant {tenant!r}", param="tenant", code="tenant_not_found")
+        return JSONResponse({"users": found})
+
+    async def list_memories(request: Request) -> Response:
+        tenant, user = scope_of(request)
+        params = request.query_params
+        try:
+            limit = int(params.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", param="limit", code="invalid_parameter")
+        kind = memory_kind(params.get("kind"))
+        await known_user(tenant, user)
+        try:
+            page, cursor = await service().store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
+        except ValueError:
+            raise BadRequest("invalid cursor: pass back the next_cursor of a previous page", param="cursor", code="invalid_parameter") from None
+        return JSONResponse({"memories": [m.public() for m in page], "next_cursor": cursor})
+
+    async def add_memory(request: Request) -> Response:
+        tenant, user = scope_of(request)
+        body = await json_body(request)
+        text = memory_text(body, required=True)
+        kind = memory_kind(field_of(body, "kind", str)) or "fact"
+        agent = field_of(body, "agent_id", str)
+        memory = Memory(
+            id=new_id(), tenant=tenant, user_id=user, text=text, kind=kind,
+            agent_id=validate_id(agent, "agent_id") if agent else None,
+            pinned=bool(field_of(body, "pinned", bool)), confidence=confidence_of(body) or 1.0, created_at=time.time(),
+        )
+        await service().write([memory], cause="admin")
+        return JSONResponse(memory.public())
+
+    async def search(request: Request) -> Response:
+        tenant, user = scope_of(request)
+        body = await json_body(request)
+        query = field_of(body, "query", str, required=True)
+        if not query.strip():
+            raise BadRequest("field 'query' must not be blank", param="query", code="invalid_field")
+        top_k = field_of(body, "top_k", int)
+        top_k = 10 if top_k is None else top_k
+        if not 1 <= top_k <= 100:
+            raise BadRequest("field 'top_k' must be from 1 to 100", param="top_k", code="invalid_field")
+        await known_user(tenant, user)
+        results = await service().search(tenant, user, query[:MAX_TEXT_CHARS], top_k)
+        return JSONResponse({"results": [{**m.public(), "score": round(score, 6)} for m, score in results]})
+
+    async def get_memory(request: Request) -> Response:
+        tenant, user = scope_of(request)
+        mid = memory_id_of(request)
+        memory = await service().store.get(tenant, user, mid)
+        if memory is None:
+            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+        return JSONResponse(memory.public())
+
+    async def patch_memory(request: Request) -> Response:
+        tenant, user = scope_of(request)
+        mid = memory_id_of(request)
+        body = await json_body(request)
+        unknown = set(body) - {"text", "kind", "pinned", "confidence"}
+        if unknown:
+            raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: text, kind, pinned and confidence can change", param=sorted(unknown)[0], code="invalid_field")
+        if not body:
+            raise BadRequest("nothing to update: send text, kind, pinned or confidence", code="missing_field")
+        memory = await service().update(
+            tenant, user, mid, text=memory_text(body, required=False), kind=memory_kind(field_of(body, "kind", str)),
+            pinned=field_of(body, "pinned", bool), confidence=confidence_of(body), cause="admin",
+        )
+        if memory is None:
+            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+        return JSONResponse(memory.public())
+
+    async def delete_memory(request: Request) -> Response:
+        tenant, user = scope_of(request)
+        mid = memory_id_of(request)
+        if not await service().delete(tenant, user, mid, cause="admin"):
+            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+        return JSONResponse({"id": mid, "object": "memory", "deleted": True})
+
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
+
+    memories = "/tenants/{tenant}/users/{user}/memories"
+    return [
+        route("/tenants", tenants, ["GET"]),
+        route("/tenants/{tenant}/users", users, ["GET"]),
+        route(memories, list_memories, ["GET"]),
+        route(memories, add_memory, ["POST"]),
+        route(memories + "/search", search, ["POST"]),
+        route(memories + "/{id}", get_memory, ["GET"]),
+        route(memories + "/{id}", patch_memory, ["PATCH"]),
+        route(memories + "/{id}", delete_memory, ["DELETE"]),
+    ]

@@ -1,0 +1,215 @@
+"""The hot tier: a bounded LRU of active users' memories (vectors, texts, BM25), coherent with every write."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Iterable
+
+import numpy as np
+
+from .keywords import KeywordIndex
+from .metrics import Metrics
+from .store import Memory, MemoryStore
+
+CORE_KINDS = ("preference",)  # standing preferences join pinned memories in the core profile
+
+log = logging.getLogger("memgate.hot")
+Key = tuple[str, str]
+# Another replica's write shows up here within this many seconds (plus LanceDB's consistency interval).
+REVALIDATE_SECONDS = 1.0
+# Past this many unseen commits, assume some were foreign rather than checking each.
+MAX_VERSION_GAP = 10_000
+
+
+class UserMemories:
+    """One user's active (not superseded) memories, ready for sub-millisecond recall.
+
+    Per-memory metadata lives in numpy arrays too, so ranking never loops over memories in Python.
+    """
+
+    def __init__(self, memories: list[Memory], dim: int, version: int) -> None:
+        self.dim = dim
+        self.version = version
+        self.checked = time.monotonic()
+        self.memories: list[Memory] = []
+        self.matrix = np.zeros((0, dim), dtype=np.float32)
+        self.keywords = KeywordIndex()
+        self.agents: dict[str, int] = {}  # agent id -> code; 0 means user-wide
+        self.add(memories)
+
+    def __len__(self) -> int:
+        return len(self.memories)
+
+    def _index_metadata(self) -> None:
+        ms = self.memories
+        self.position = {m.id: i for i, m in enumerate(ms)}
+        self.flagged = np.fromiter((m.flagged for m in ms), bool, len(ms))
+        self.pinned = np.fromiter((m.pinned for m in ms), bool, len(ms))
+        self.core_kind = np.fromiter((m.kind in CORE_KINDS for m in ms), bool, len(ms))
+        self.agent_code = np.fromiter((self.agents.setdefault(m.agent_id, len(self.agents) + 1) if m.agent_id else 0 for m in ms), np.int32, len(ms))
+        self.written_at = np.fromiter((m.updated_at or m.created_at for m in ms), np.float64, len(ms))
+        self.used_at = np.fromiter((m.last_used_at or 0.0 for m in ms), np.float64, len(ms))
+        self.use_count = np.fromiter((m.use_count for m in ms), np.float64, len(ms))
+
+    def add(self, memories: Iterable[Memory]) -> None:
+        have = {m.id for m in self.memories}
+        fresh = [m for m in memories if m.id not in have and m.superseded_by is None and m.vector is not None]
+        if fresh:
+            self.memories.extend(fresh)
+            self.matrix = np.vstack([self.matrix, np.stack([np.asarray(m.vector, dtype=np.float32) for m in fresh])])
+            self.keywords.add([m.text for m in fresh])
+        self._index_metadata()
+
+    def remove(self, ids: Iterable[str]) -> None:
+        gone = set(ids)
+        mask = np.array([m.id not in gone for m in self.memories], dtype=bool)
+        if mask.all():
+            return
+        self.memories = [m for m, ok in zip(self.memories, mask) if ok]
+        self.matrix = self.matrix[mask]
+        self.keywords.keep(mask)
+        self._index_metadata()
+
+    def replace(self, memory: Memory) -> None:
+        i = self.position.get(memory.id)
+        if i is not None and self.memories[i].text == memory.text and memory.superseded_by is None and memory.vector is not None:
+            self.memories[i] = memory  # metadata only: vectors and postings stay valid
+            self._index_metadata()
+            return
+        self.remove([memory.id])
+        self.add([memory])
+
+    def used(self, ids: Iterable[str], when: float) -> None:
+        """Count a recall of these memories (the store learns of it later, in a batch)."""
+        for mid in ids:
+            i = self.position.get(mid)
+            if i is not None:
+                m = self.memories[i]
+                m.use_count += 1
+                m.last_used_at = when
+                self.use_count[i] = m.use_count
+                self.used_at[i] = when
+
+    def visible(self, agent: str | None, include_flagged: bool) -> np.ndarray:
+        """Mask of memories a request may see: user-wide plus its agent's, flagged ones only if allowed."""
+        mask = self.agent_code == 0
+        if agent is not None and agent in self.agents:
+            mask = mask | (self.agent_code == self.agents[agent])
+        return mask if include_flagged else mask & ~self.flagged
+
+
+class HotTier:
+    """Bounded LRU keyed by (tenant, user). Misses load from the store; stale entries reload in the background."""
+
+    def __init__(self, store: MemoryStore, capacity: int, metrics: Metrics) -> None:
+        self.store = store
+        self.capacity = max(1, capacity)
+        self.metrics = metrics
+        self.entries: OrderedDict[Key, UserMemories] = OrderedDict()
+        self._generation: dict[Key, int] = {}  # keys being loaded -> writes seen meanwhile (the load retries)
+        self._loading: dict[Key, asyncio.Task[UserMemories]] = {}
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    async def get(self, tenant: str, user: str) -> UserMemories:
+        key = (tenant, user)
+        entry = self.entries.get(key)
+        if entry is None:
+            self.metrics.hot_tier.labels("miss").inc()
+            return await self._load_once(key)
+        self.entries.move_to_end(key)
+        self.metrics.hot_tier.labels("hit").inc()
+        now = time.monotonic()
+        if now - entry.checked >= REVALIDATE_SECONDS:
+            entry.checked = now
+            latest = await self.store.version()
+            if not self._foreign_commits(entry.version, latest):
+                entry.version = latest  # only our own commits, already applied here
+            elif key not in self._loading:
+                self.metrics.hot_tier.labels("reload").inc()
+                task = asyncio.create_task(self._reload(key))
+                self._reloads.add(task)
+                task.add_done_callback(self._reloads.discard)
+        return entry
+
+    def _foreign_commits(self, seen: int, latest: int) -> bool:
+        if latest <= seen:
+            return False
+        if latest - seen > MAX_VERSION_GAP:
+            return True
+        own = self.store.own_versions
+        return any(v not in own for v in range(seen + 1, latest + 1))
+
+    async def _load_once(self, key: Key) -> UserMemories:
+        # One load per user at a time, in its own task: a caller that times out does not cancel it,
+        # so the user is warm for the next request.
+        task = self._loading.get(key)
+        if task is None:
+            self._generation[key] = 0
+            task = asyncio.create_task(self._load(key))
+            self._loading[key] = task
+
+            def done(t: asyncio.Task[UserMemories]) -> None:
+                self._loading.pop(key, None)
+                self._generation.pop(key, None)
+                if not t.cancelled():
+                    t.exception()  # mark retrieved: waiters re-raise it themselves
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _load(self, key: Key) -> UserMemories:
+        for _ in range(3):
+            generation = self._generation.get(key, 0)
+            version = await self.store.version()
+            entry = UserMemories(await self.store.active(*key), self.store.dim, version)
+            if self._generation.get(key, 0) == generation:
+                break  # no write overlapped the load
+        self.entries[key] = entry
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+        return entry
+
+    async def _reload(self, key: Key) -> None:
+        try:
+            await self._load_once(key)
+        except Exception:
+            log.warning("hot tier reload failed; serving the cached copy", exc_info=True)
+
+    # -- writes: MemoryService calls these after the store commit ---------------------------------
+
+    def _touch(self, key: Key) -> UserMemories | None:
+        if key in self._generation:
+            self._generation[key] += 1
+        return self.entries.get(key)
+
+    def added(self, memories: list[Memory]) -> None:
+        by_key: dict[Key, list[Memory]] = {}
+        for m in memories:
+            by_key.setdefault((m.tenant, m.user_id), []).append(m)
+        for key, group in by_key.items():
+            entry = self._touch(key)
+            if entry is not None:
+                entry.add(group)
+
+    def updated(self, memory: Memory) -> None:
+        entry = self._touch((memory.tenant, memory.user_id))
+        if entry is not None:
+            entry.replace(memory)
+
+    def removed(self, tenant: str, user: str, ids: list[str]) -> None:
+        entry = self._touch((tenant, user))
+        if entry is not None:
+            entry.remove(ids)
+
+    def forget(self, tenant: str, user: str) -> None:
+        self._touch((tenant, user))
+        self.entries.pop((tenant, user), None)
+
+    async def aclose(self) -> None:
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)

@@ -1,0 +1,286 @@
+"""The memory service every writer goes through (store + embedder + hot tier), and the layer the proxy calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+import numpy as np
+
+from . import tokens
+from .config import Settings
+from .exchange import ChatContext, Reply
+from .extract import looks_like_instruction  # the one shared detector (extraction and admin writes)
+from .hot import HotTier
+from .inject import appends_to_text, pack, with_block
+from .metrics import Metrics
+from .recall import Query, core_profile, query_text, rank
+from .store import KINDS, Memory, MemoryStore
+
+log = logging.getLogger("memgate.memory")
+
+USAGE_FLUSH_SECONDS = 10.0  # use counts reach LanceDB in one commit per interval, not one per recall
+COMPACT_AFTER_COMMITS = 100
+# Past this many prompt bytes an exact token count may take milliseconds: do it in a thread.
+INLINE_COUNT_BYTES = 50_000
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    async def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    async def aclose(self) -> None: ...
+
+
+class History(Protocol):
+    async def record(self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str) -> None: ...
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class MemoryService:
+    """Owns store, embedder and hot tier; every write goes through here so the hot tier stays coherent."""
+
+    def __init__(self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.metrics = metrics
+        self.hot = HotTier(store, hot_users, metrics)
+        self.history: History | None = None
+        self._usage: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._commits = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None) -> MemoryService:
+        """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork."""
+        from .embed import make_embedder
+
+        cache = Path(settings.model_cache) if settings.model_cache else Path(settings.data_dir) / "models"
+        embedder = await asyncio.to_thread(
+            make_embedder, settings.embedder, cache_dir=cache, http_client=http_client, upstream_base=settings.upstream_base,
+            api_key=settings.extraction_api_key, model=settings.embedding_model,
+        )
+        if not embedder.dim:  # a remote embedder tells its dimension by answering once
+            await embedder.embed(["dimension probe"])
+        store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim)
+        service = cls(store, embedder, metrics, settings.hot_users)
+        service.start()
+        return service
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def _record(self, m: Memory, action: str, old: str | None, new: str | None, cause: str) -> None:
+        self.metrics.memories_written.labels(action).inc()
+        if self.history is not None:
+            await self.history.record(m.tenant, m.user_id, m.id, action, old, new, cause)
+
+    async def _prepare(self, memories: list[Memory]) -> None:
+        """Fill what a writer may leave out: vector, token count, timestamps, the instruction flag."""
+        now = time.time()
+        missing = [m for m in memories if m.vector is None]
+        if missing:
+            for m, vector in zip(missing, await self.embedder.embed([m.text for m in missing])):
+                m.vector = vector
+        for m in memories:
+            if m.kind not in KINDS:
+                raise ValueError(f"unknown memory kind {m.kind!r}")
+            m.tokens = m.tokens or tokens.count(m.text)
+            m.created_at = m.created_at or now
+            m.updated_at = m.updated_at or m.created_at
+            if not m.flagged and looks_like_instruction(m.text):
+                m.flagged = True
+                self.metrics.flagged_memories.inc()
+
+    async def write(self, memories: list[Memory], cause: str = "extraction") -> list[Memory]:
+        """Add memories in one commit; returns those actually inserted (replayed ids are skipped)."""
+        if not memories:
+            return []
+        await self._prepare(memories)
+        inserted = await self.store.add(memories)
+        self._commits += 1
+        self.hot.added(inserted)
+        for m in inserted:
+            await self._record(m, "add", None, m.text, cause)
+        return inserted
+
+    async def update(
+        self, tenant: str, user: str, id: str, *, text: str | None = None, kind: str | None = None,
+        pinned: bool | None = None, confidence: float | None = None, cause: str, action: str = "update",
+    ) -> Memory | None:
+        current = await self.store.get(tenant, user, id)
+        if current is None:
+            return None
+        changes: dict[str, Any] = {"updated_at": time.time()}
+        if kind is not None:
+            if kind not in KINDS:
+                raise ValueError(f"unknown memory kind {kind!r}")
+            changes["kind"] = kind
+        if pinned is not None:
+            changes["pinned"] = pinned
+        if confidence is not None:
+            changes["confidence"] = confidence
+        if text is not None and text != current.text:
+            changes.update(text=text, vector=(await self.embedder.embed([text]))[0], tokens=tokens.count(text), flagged=looks_like_instruction(text))
+        updated = await self.store.update(tenant, user, id, **changes)
+        self._commits += 1
+        if updated is None:
+            return None
+        self.hot.updated(updated)
+        await self._record(updated, action, current.text, updated.text, cause)  # action: update, or refresh (a restatement)
+        return updated
+
+    async def supersede(self, tenant: str, user: str, old_id: str, new_id: str, cause: str, new_text: str | None = None) -> None:
+        old = await self.store.get(tenant, user, old_id)
+        if old is None:
+            return
+        await self.store.supersede(tenant, user, old_id, new_id)
+        self._commits += 1
+        self.hot.removed(tenant, user, [old_id])
+        await self._record(old, "supersede", old.text, new_text, cause)
+
+    async def delete(self, tenant: str, user: str, id: str, cause: str) -> bool:
+        old = await self.store.get(tenant, user, id)
+        if old is None:
+            return False
+        await self.store.delete(tenant, user, [id])
+        self._commits += 1
+        self.hot.removed(tenant, user, [id])
+        await self._record(old, "delete", old.text, None, cause)
+        return True
+
+    async def forget_user(self, tenant: str, user: str) -> int:
+        removed = await self.store.forget_user(tenant, user)
+        self.hot.forget(tenant, user)
+        return removed
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def nearest(self, tenant: str, user: str, vector: np.ndarray, k: int = 5) -> list[tuple[Memory, float]]:
+        """Cosine-nearest active memories (all agents), for reconciliation."""
+        entry = await self.hot.get(tenant, user)
+        if len(entry) == 0:
+            return []
+        scores = entry.matrix @ np.asarray(vector, dtype=np.float32)
+        best = np.argsort(-scores)[:k]
+        return [(entry.memories[i], float(scores[i])) for i in best]
+
+    async def search(self, tenant: str, user: str, text: str, top_k: int = 10, *, agent: str | None = None, include_flagged: bool = True) -> list[tuple[Memory, float]]:
+        entry = await self.hot.get(tenant, user)
+        if len(entry) == 0:
+            return []
+        query = Query.of(text, (await self.embedder.embed([text]))[0])
+        return rank(entry, query, agent=agent, top_k=top_k, include_flagged=include_flagged)
+
+    # -- usage and compaction, off the request path ---------------------------------------------------
+
+    def used(self, tenant: str, user: str, memories: list[Memory]) -> None:
+        now = time.time()
+        for m in memories:
+            key = (tenant, user, m.id)
+            count, _ = self._usage.get(key, (0, now))
+            self._usage[key] = (count + 1, now)
+
+    async def flush_usage(self) -> None:
+        usage, self._usage = self._usage, {}
+        if usage:
+            await self.store.fold_usage(usage)
+            self._commits += 1
+
+    async def maintain(self) -> None:
+        """Fold usage counts in periodically; compact after enough commits."""
+        while True:
+            await asyncio.sleep(USAGE_FLUSH_SECONDS)
+            try:
+                await self.flush_usage()
+                if self._commits >= COMPACT_AFTER_COMMITS:
+                    self._commits = 0
+                    await self.store.optimize()
+            except Exception:
+                log.warning("memory maintenance failed; will retry", exc_info=True)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.maintain())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self.flush_usage()
+        except Exception:
+            log.warning("could not fold usage counts on shutdown", exc_info=True)
+        await self.hot.aclose()
+        await self.store.aclose()
+        await self.embedder.aclose()
+
+
+class MemoryLayer:
+    """What the proxy calls: recall and inject before forwarding; capture (the extraction hook) after."""
+
+    def __init__(self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None) -> None:
+        self.service = service
+        self.metrics = metrics
+        self.enqueue = enqueue
+
+    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
+                injected = await self._recall(ctx, payload)
+        except TimeoutError:
+            ctx.memory_status = "timeout"
+            self.metrics.recall_timeouts.inc()
+            return None
+        except Exception:
+            log.warning("recall failed; forwarding without memories", extra={"request_id": ctx.request_id}, exc_info=True)
+            ctx.memory_status = "degraded"
+            return None
+        finally:
+            self.metrics.recall_duration.observe(time.perf_counter() - started)
+        self.metrics.memories_injected.observe(ctx.injected)
+        self.metrics.injected_tokens.observe(ctx.injected_tokens)
+        return injected
+
+    async def _recall(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+        identity, rule, service = ctx.identity, ctx.rule, self.service
+        if not isinstance(payload.get("messages"), list) or identity.user is None:
+            return None
+        entry = await service.hot.get(identity.tenant, identity.user)
+        if len(entry) == 0:
+            return None
+        if tokens.prompt_tokens(payload, ctx.model, exact=False) > INLINE_COUNT_BYTES:
+            budget = await asyncio.to_thread(tokens.memory_budget, payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
+        else:
+            budget = tokens.memory_budget(payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
+        if budget <= 0:
+            return None
+        text = query_text(payload)
+        ranked: list[tuple[Memory, float]] = []
+        if text:
+            query = Query.of(text, (await service.embedder.embed([text]))[0])
+            ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
+        core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
+        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appends_to_text(payload))
+        if not packed.memories:
+            return None
+        ctx.injected, ctx.injected_tokens = len(packed.memories), packed.tokens
+        entry.used([m.id for m in packed.memories], time.time())
+        service.used(identity.tenant, identity.user, packed.memories)
+        return with_block(payload, packed)
+
+    async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
+        if self.enqueue is None:
+            return
+        try:
+            await self.enqueue(ctx, payload, reply)
+        except Exception:
+            log.warning("could not enqueue the exchange for extraction", extra={"request_id": ctx.request_id}, exc_info=True)
+            ctx.memory_status = "degraded"

