@@ -88,9 +88,11 @@ def test_failed_and_truncated_responses_make_no_job(gw: Gateway) -> None:
     payload = {"messages": [{"role": "user", "content": "I live in Oslo."}]}
     headers = {"Authorization": f"Bearer {KEY}", "X-Memory-User-Id": "hal"}
     assert httpx.post(gw.v1 + "/chat/completions", json={**payload, "model": "fake-error-500"}, headers=headers).status_code == 500
-    with pytest.raises(httpx.HTTPError):
+    try:  # the client sees the stream cut off (or ended early): either way no [DONE] arrives
         with httpx.stream("POST", gw.v1 + "/chat/completions", json={**payload, "model": "fake-reset", "stream": True}, headers=headers) as r:
-            r.read()
+            assert b"[DONE]" not in r.read()
+    except httpx.HTTPError:
+        pass
     flush(gw)
     assert gw.metric("memgate_capture_skipped_total", reason="failed") == failed + 1
     assert gw.metric("memgate_capture_skipped_total", reason="truncated") == truncated + 1
