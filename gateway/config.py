@@ -56,6 +56,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("extraction_model", str, "gpt-4o-mini", "model for the 'llm' extractor"),
     Option("extraction_api_key", str, "", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True),
     Option("extraction_workers", int, 2, "extraction worker tasks"),
+    Option("extraction_retry_seconds", float, 0.5, "first retry delay of a failed extraction batch; doubles each attempt, dead letter after 5"),
     Option("queue_max", int, 10000, "pending extraction jobs kept; new jobs are dropped (and counted) past this"),
     Option("max_memories_per_user", int, 5000, "per-user cap; the hygiene job evicts the least useful above it"),
     Option("hygiene_interval", float, 3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction"),
@@ -89,6 +90,7 @@ class Settings:
     extraction_model: str = "gpt-4o-mini"
     extraction_api_key: str = field(default="", repr=False)
     extraction_workers: int = 2
+    extraction_retry_seconds: float = 0.5
     queue_max: int = 10000
     max_memories_per_user: int = 5000
     hygiene_interval: float = 3600.0

@@ -36,7 +36,8 @@ class Extraction:
         self.history = History(self.db)
         memory.history = self.history
         learner = Learner(s, self.upstream, Reconciler(memory, await instance_id(self.db)))
-        self.queue = JobQueue(self.db, self.metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max)
+        self.queue = JobQueue(self.db, self.metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
+                              backoff=s.extraction_retry_seconds)
         await self.queue.start()
 
     async def aclose(self) -> None:

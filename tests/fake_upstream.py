@@ -13,7 +13,7 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
   fake-drip       streams 50 chunks X-Fake-Delay seconds apart (for disconnects and first byte)
 
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
-first-person sentence of the user messages it was sent.
+first-person sentence of the user messages it was sent (unless its model is fake-error-NNN).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class FakeUpstream:
         except (ValueError, AttributeError):
             return await self._send_json(writer, 400, {"error": {"message": "fake upstream: bad body", "type": "invalid_request_error", "param": None, "code": None}})
         delay = float(headers.get("x-fake-delay", "2"))
-        if is_extraction(req):
+        if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries
             self.extraction_calls += 1
             return await self._send_json(writer, 200, completion(model, json.dumps({"memories": extract_memories(req)})))
         if model.startswith("fake-error-"):
