@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Sequence
 
@@ -10,7 +11,7 @@ from .extract import Extractor
 from .extract_heuristic import HeuristicExtractor
 from .extract_llm import LLMExtractor
 from .queue import Job
-from .reconcile import Reconciler, Sourced
+from .reconcile import Group, Reconciler, Sourced
 from .upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
@@ -34,7 +35,13 @@ class Learner:
                 return LLMExtractor(self.upstream, self.settings.extraction_model, key)
         return self.heuristic
 
-    async def __call__(self, jobs: Sequence[Job]) -> None:
+    async def __call__(self, batches: Sequence[Sequence[Job]]) -> None:
+        """Each batch is one user's jobs, in order. Extraction runs concurrently across users (llm
+        calls overlap); reconciliation commits every user's new memories in one store write."""
+        groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
+        await self.reconciler.apply(groups)
+
+    async def _extract(self, jobs: Sequence[Job]) -> Group:
         first = jobs[0]
         extractor = self.extractor_for(first.extractor, first.api_key)
         items: list[Sourced] = []
@@ -49,4 +56,4 @@ class Learner:
             found = await extractor.extract(messages, jobs[-1].reply)
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
-        await self.reconciler.apply(first.tenant, first.user, first.agent, items, cause)
+        return Group(first.tenant, first.user, first.agent, items, cause)

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -99,8 +99,9 @@ class MemoryService:
                 m.flagged = True
                 self.metrics.flagged_memories.inc()
 
-    async def write(self, memories: list[Memory], cause: str = "extraction") -> list[Memory]:
-        """Add memories in one commit; returns those actually inserted (replayed ids are skipped)."""
+    async def write(self, memories: list[Memory], cause: str | Mapping[str, str] = "extraction") -> list[Memory]:
+        """Add memories in one commit; returns those actually inserted (replayed ids are skipped).
+        `cause` may map memory ids to causes (one extraction commit spans several jobs)."""
         if not memories:
             return []
         await self._prepare(memories)
@@ -108,7 +109,7 @@ class MemoryService:
         self._commits += 1
         self.hot.added(inserted)
         for m in inserted:
-            await self._record(m, "add", None, m.text, cause)
+            await self._record(m, "add", None, m.text, cause if isinstance(cause, str) else cause.get(m.id, "extraction"))
         return inserted
 
     async def update(

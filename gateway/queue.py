@@ -25,7 +25,8 @@ from .metrics import Metrics
 log = logging.getLogger("memgate.queue")
 
 UserKey = tuple[str, str]
-MAX_BATCH = 16  # jobs coalesced into one extraction call
+MAX_BATCH = 16  # one user's jobs coalesced into one extraction call
+MAX_USERS = 32  # users a worker takes at once: their new memories go into the store in one commit
 MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection)
 MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
 
@@ -57,7 +58,7 @@ class _Pending:
     created_at: float
 
 
-Process = Callable[[list[Job]], Awaitable[None]]
+Process = Callable[[list[list[Job]]], Awaitable[None]]  # several users' batches, each in job order
 
 
 def _text(content: Any) -> str:
@@ -287,52 +288,74 @@ class JobQueue:
             del self._waiting[key]
         return ids
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self._ready.get()
+    def _take_ready(self, first: UserKey) -> list[tuple[UserKey, list[int]]]:
+        """Claim `first` and, unless it is retrying alone, other users ready right now."""
+        keys = [first]
+        if first not in self._solo:
+            deferred = []
+            while len(keys) < MAX_USERS and not self._ready.empty():
+                key = self._ready.get_nowait()
+                (deferred if key in self._solo else keys).append(key)
+            for key in deferred:
+                self._ready.put_nowait(key)
+        claimed = []
+        for key in keys:
             self._queued.discard(key)
             if key in self._busy or not self._waiting.get(key):
                 continue
             self._busy.add(key)
-            ids = self._claim(key)
-            delay = 0.0
+            claimed.append((key, self._claim(key)))
+        return claimed
+
+    async def _worker(self) -> None:
+        while True:
+            claimed = self._take_ready(await self._ready.get())
+            if not claimed:
+                continue
+            delays: dict[UserKey, float] = {}
             try:
-                delay = await self._run(key, ids)
+                delays = await self._run(claimed)
             except Exception:
                 # SQLite itself failed while recording the outcome: keep the jobs, try again later.
                 log.exception("extraction worker error")
-                self._requeue(key, ids)
-                delay = self.backoff
+                for key, ids in claimed:
+                    self._requeue(key, ids)
+                    delays[key] = self.backoff
             finally:
-                self._busy.discard(key)
-                self._schedule(key, delay)
+                for key, _ in claimed:
+                    self._busy.discard(key)
+                    self._schedule(key, delays.get(key, 0.0))
 
-    async def _run(self, key: UserKey, ids: list[int]) -> float:
-        """Process one batch; returns how long the user must wait before their next job."""
+    async def _run(self, claimed: list[tuple[UserKey, list[int]]]) -> dict[UserKey, float]:
+        """Process the claimed batches together; returns how long each user must wait before their next job."""
+        ids = [i for _, batch in claimed for i in batch]
         marks = ",".join("?" * len(ids))
         started = time.perf_counter()
         try:
             await self.db.execute(f"UPDATE jobs SET state = 'running' WHERE id IN ({marks})", ids)
-            jobs = await self._load(ids)
-            await self.process(jobs)
+            jobs = {job.id: job for job in await self._load(ids)}
+            batches = [[jobs[i] for i in batch if i in jobs] for _, batch in claimed]
+            await self.process([b for b in batches if b])  # a user forgotten meanwhile has no rows left
         except asyncio.CancelledError:
-            self._requeue(key, ids)  # still `running` in SQLite: a restart recovers it too
+            for key, batch in claimed:
+                self._requeue(key, batch)  # still `running` in SQLite: a restart recovers them too
             raise
         except Exception as exc:
-            return await self._failed(key, ids, exc)
+            return {key: await self._failed(key, batch, exc) for key, batch in claimed}
         self.metrics.extraction_duration.observe(time.perf_counter() - started)
         try:
             await self.db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
         except Exception:
             # The memories are written (idempotently); a replay after restart writes nothing twice.
             log.exception("could not mark extraction jobs done")
-        self._solo.discard(key)
         self.completed += len(ids)
         self.metrics.extraction_jobs.labels("done").inc(len(ids))
+        for key, _ in claimed:
+            self._solo.discard(key)
         for job_id in ids:
             self._done(job_id)
         self._resolve_flushes()
-        return 0.0
+        return {}
 
     async def _load(self, ids: list[int]) -> list[Job]:
         marks = ",".join("?" * len(ids))
@@ -346,6 +369,7 @@ class JobQueue:
         ]
 
     async def _failed(self, key: UserKey, ids: list[int], exc: Exception) -> float:
+        """Count an attempt for each job of a failed batch: retry later (alone), or dead-letter."""
         self.failures += 1
         marks = ",".join("?" * len(ids))
         error = f"{type(exc).__name__}: {exc}"[:500]

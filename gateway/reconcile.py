@@ -43,10 +43,22 @@ class Sourced:
 
 
 @dataclass
-class Outcome:
-    added: list[Memory] = field(default_factory=list)
-    refreshed: list[str] = field(default_factory=list)
-    superseded: list[tuple[str, str]] = field(default_factory=list)  # (old id, new id)
+class Group:
+    """One user's candidates from one batch of jobs."""
+
+    tenant: str
+    user: str
+    agent: str | None
+    items: Sequence[Sourced]
+    cause: str
+
+
+@dataclass
+class Plan:
+    new: list[Memory] = field(default_factory=list)
+    causes: dict[str, str] = field(default_factory=dict)  # new memory id -> cause
+    refresh: dict[str, tuple[Memory, float, str]] = field(default_factory=dict)  # id -> (memory, confidence, cause)
+    replace: list[tuple[Memory, Memory, str]] = field(default_factory=list)  # (old, successor, cause)
 
 
 class Reconciler:
@@ -54,21 +66,37 @@ class Reconciler:
         self.memory = memory  # MemoryService (gateway/memory.py)
         self.instance = instance
 
-    async def apply(self, tenant: str, user: str, agent: str | None, items: Sequence[Sourced], cause: str) -> Outcome:
-        """Write what `items` teach about one user; one store write for all the new memories."""
-        outcome = Outcome()
-        if not items:
-            return outcome
-        vectors = await self.memory.embedder.embed([s.candidate.text for s in items])
+    async def apply(self, groups: Sequence[Group]) -> Plan:
+        """Write what the groups teach: one store commit for every new memory of every user, then
+        the (rarer) refreshes and supersedes. Returns what was done."""
+        texts = [s.candidate.text for g in groups for s in g.items]
+        if not texts:
+            return Plan()
+        vectors = iter(await self.memory.embedder.embed(texts))
+        plan = Plan()
+        for group in groups:
+            await self._plan(group, [next(vectors) for _ in group.items], plan)
+        # New rows go in before anything is superseded: a crash in between leaves both, and the
+        # replay (which finds its own new memory by id) supersedes the old one then. The service
+        # records history and memories_written for each change.
+        if plan.new:
+            await self.memory.write(plan.new, cause=plan.causes)
+        for memory, confidence, cause in plan.refresh.values():
+            await self.memory.update(memory.tenant, memory.user_id, memory.id, confidence=confidence, cause=cause, action="refresh")
+        for old, successor, cause in plan.replace:
+            await self.memory.supersede(old.tenant, old.user_id, old.id, successor.id, cause=cause, new_text=successor.text)
+        return plan
+
+    async def _plan(self, group: Group, vectors: list[np.ndarray], plan: Plan) -> None:
+        tenant, user, agent = group.tenant, group.user, group.agent
         now = time.time()
-        new: list[Memory] = []
-        refresh: dict[str, tuple[Memory, float]] = {}
-        replace: list[tuple[Memory, Memory]] = []
-        for sourced, vector in zip(items, vectors):
+        new: list[Memory] = []  # this user's, in this batch
+        replaced: set[str] = set()
+        for sourced, vector in zip(group.items, vectors):
             c = sourced.candidate
             mid = memory_id(self.instance, sourced.job_id, sourced.position)
             found = await self.memory.nearest(tenant, user, vector, NEIGHBOURS)
-            neighbours = [(m, s) for m, s in found if m.agent_id == agent and m.id not in {o.id for o, _ in replace}]
+            neighbours = [(m, s) for m, s in found if m.agent_id == agent and m.id not in replaced]
             neighbours += [(m, float(np.dot(m.vector, vector))) for m in new]
             same = next((m for m, score in neighbours if _same(c.text, m.text, score)), None)
             stale = [m for m, _ in neighbours if m is not same and conflicts(c.text, m.text)]
@@ -77,28 +105,19 @@ class Reconciler:
                               vector=np.asarray(vector, dtype=np.float32), created_at=now, updated_at=now, confidence=c.confidence,
                               source_request_id=sourced.request_id)  # the service flags instruction-like text
                 new.append(same)
+                plan.causes[mid] = group.cause
             elif same.id != mid and all(same is not m for m in new):
                 # A restatement (or the replay of a job that already wrote it): no new row.
-                prior = refresh.get(same.id, (same, same.confidence))[1]
-                refresh[same.id] = (same, max(prior, c.confidence))
+                prior = plan.refresh.get(same.id, (same, same.confidence, group.cause))[1]
+                plan.refresh[same.id] = (same, max(prior, c.confidence), group.cause)
             for old in stale:
                 if any(old is m for m in new):
                     new.remove(old)  # said and corrected in the same batch: keep only the correction
                 else:
-                    replace.append((old, same))
-                    refresh.pop(old.id, None)
-        # Written before anything is superseded: a crash in between leaves both, and the replay
-        # (which finds its own new memory) supersedes the old one then. The service records
-        # history and memories_written for each change.
-        if new:
-            outcome.added = await self.memory.write(new, cause=cause)
-        for memory, confidence in refresh.values():
-            await self.memory.update(tenant, user, memory.id, confidence=confidence, cause=cause, action="refresh")
-            outcome.refreshed.append(memory.id)
-        for old, successor in replace:
-            await self.memory.supersede(tenant, user, old.id, successor.id, cause=cause, new_text=successor.text)
-            outcome.superseded.append((old.id, successor.id))
-        return outcome
+                    replaced.add(old.id)
+                    plan.replace.append((old, same, group.cause))
+                    plan.refresh.pop(old.id, None)
+        plan.new += new
 
 
 def _same(new: str, old: str, score: float) -> bool:
