@@ -10,7 +10,7 @@ from .config import Settings
 from .extract import Extractor
 from .extract_heuristic import HeuristicExtractor
 from .extract_llm import LLMExtractor
-from .queue import Job
+from .jobs import Job
 from .reconcile import Group, Reconciler, Sourced
 from .upstream import Upstream
 

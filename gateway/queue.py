@@ -13,13 +13,14 @@ import heapq
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import aiosqlite
 
 from .exchange import ChatContext, Reply
 from .extract import Message
+from .jobs import MAX_TEXT, Job, job_messages
 from .metrics import Metrics
 
 log = logging.getLogger("memgate.queue")
@@ -28,25 +29,7 @@ UserKey = tuple[str, str]
 MAX_BATCH = 16  # one user's jobs coalesced into one extraction call
 MAX_USERS = 32  # users a worker takes at once: their new memories go into the store in one commit
 MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection)
-MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
-
-
-@dataclass
-class Job:
-    id: int
-    tenant: str
-    user: str
-    agent: str | None
-    session: str | None
-    rule: str
-    extractor: str
-    roles: tuple[str, ...]
-    messages: list[Message]
-    reply: str
-    request_id: str
-    created_at: float
-    attempts: int = 0
-    api_key: str = field(default="", repr=False)  # in memory only; "" after a restart
+LINGER = 0.02  # seconds between enqueue and the job becoming runnable
 
 
 @dataclass
@@ -59,37 +42,6 @@ class _Pending:
 
 
 Process = Callable[[list[list[Job]]], Awaitable[None]]  # several users' batches, each in job order
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...]) -> list[Message]:
-    """The new turn of an exchange: messages after the last assistant turn (sources when their role
-    is in `roles`), that assistant turn as context, and the reply when `assistant` is a source role."""
-    messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
-    start = 0
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "assistant":
-            start = index
-            break
-    out = []
-    for m in messages[start:]:
-        role, text = str(m.get("role")), _text(m.get("content")).strip()
-        if not text:
-            continue
-        if role == "assistant":
-            out.append(Message("assistant", text[:MAX_TEXT], source=False))
-        elif role in roles:
-            out.append(Message(role, text[:MAX_TEXT]))
-    if "assistant" in roles and reply.content.strip():
-        out.append(Message("assistant", reply.content[:MAX_TEXT]))
-    return out
 
 
 class JobQueue:
@@ -195,7 +147,9 @@ class JobQueue:
         key = (ctx.identity.tenant, user)
         self._add(job_id, key, (ctx.identity.agent, extractor), now)
         self.metrics.extraction_jobs.labels("enqueued").inc()
-        self._schedule(key, 0.0)
+        # Start a little later, not on the next loop turn: the response that enqueued this job is
+        # still being sent, and a user's follow-up jobs get a chance to join the same batch.
+        asyncio.get_running_loop().call_later(LINGER, self._schedule, key, 0.0)
         return True
 
     # -- flush and state ------------------------------------------------------------------------
