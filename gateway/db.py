@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -86,3 +87,17 @@ async def instance_id(db: aiosqlite.Connection) -> str:
     async with db.execute("SELECT value FROM meta WHERE key = 'instance'") as cur:
         row = await cur.fetchone()
     return str(row[0])
+
+
+def open_request_writer(path: str | Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection for the one write on the request path (enqueue), used on the
+    event loop itself: an INSERT into the WAL costs ~10 us there, against ~150 us for a hop to
+    aiosqlite's thread and back. It never waits for a lock (busy_timeout 0: the caller falls back
+    to the aiosqlite connection) and never checkpoints (that fsyncs; the aiosqlite side does it).
+    """
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout = 0")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")  # the same durability as open_db's connection
+    db.execute("PRAGMA wal_autocheckpoint = 0")
+    return db

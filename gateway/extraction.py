@@ -3,13 +3,14 @@ history, the job queue and its workers, and the admin routes that report on them
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Callable
 
 import aiosqlite
 from starlette.routing import Route
 
 from .config import Settings
-from .db import instance_id, open_db
+from .db import instance_id, open_db, open_request_writer
 from .errors import Unavailable
 from .exchange import ChatContext, Reply
 from .history import History
@@ -28,21 +29,25 @@ class Extraction:
         self.db: aiosqlite.Connection | None = None
         self.history: History | None = None
         self.queue: JobQueue | None = None
+        self.request_writer: sqlite3.Connection | None = None
 
     async def open(self, memory: Any) -> None:
         """Open SQLite, attach history to `memory` (the MemoryService), recover and start the queue."""
         s = self.settings
         self.db = await open_db(s.sqlite_path)
+        self.request_writer = open_request_writer(s.sqlite_path)
         self.history = History(self.db)
         memory.history = self.history
         learner = Learner(s, self.upstream, Reconciler(memory, await instance_id(self.db)))
         self.queue = JobQueue(self.db, self.metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
-                              backoff=s.extraction_retry_seconds)
+                              backoff=s.extraction_retry_seconds, request_writer=self.request_writer)
         await self.queue.start()
 
     async def aclose(self) -> None:
         if self.queue is not None:
             await self.queue.stop()
+        if self.request_writer is not None:
+            self.request_writer.close()
         if self.db is not None:
             await self.db.close()
 

@@ -12,6 +12,7 @@ import collections
 import heapq
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -29,6 +30,8 @@ UserKey = tuple[str, str]
 MAX_BATCH = 16  # one user's jobs coalesced into one extraction call
 MAX_USERS = 32  # users a worker takes at once: their new memories go into the store in one commit
 MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection)
+INSERT_JOB = ("INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"
+              " VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 LINGER = 0.02  # seconds between enqueue and the job becoming runnable
 
 
@@ -46,8 +49,9 @@ Process = Callable[[list[list[Job]]], Awaitable[None]]  # several users' batches
 
 class JobQueue:
     def __init__(self, db: aiosqlite.Connection, metrics: Metrics, process: Process, *, default_extractor: str, workers: int, max_jobs: int,
-                 backoff: float = 0.5) -> None:
+                 backoff: float = 0.5, request_writer: sqlite3.Connection | None = None) -> None:
         self.db = db
+        self.request_writer = request_writer  # db.open_request_writer: enqueue without a thread hop
         self.metrics = metrics
         self.process = process
         self.default_extractor = default_extractor
@@ -133,14 +137,11 @@ class JobQueue:
         row = (ctx.identity.tenant, user, ctx.identity.agent, ctx.identity.session, ctx.rule_name, extractor, json.dumps(roles),
                json.dumps([[m.role, m.text, m.source] for m in messages], ensure_ascii=False), reply.content[:MAX_TEXT], ctx.request_id, now)
         try:
-            cur = await self.db.execute(
-                "INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+            job_id = await self._insert(row)
         except Exception:
             self.metrics.captures_skipped.labels("queue_error").inc()
             log.exception("extraction job not committed", extra={"request_id": ctx.request_id})
             return False
-        job_id = int(cur.lastrowid)
         self._last_id = max(self._last_id, job_id)
         if ctx.api_key:
             self._keys[job_id] = ctx.api_key
@@ -151,6 +152,15 @@ class JobQueue:
         # still being sent, and a user's follow-up jobs get a chance to join the same batch.
         asyncio.get_running_loop().call_later(LINGER, self._schedule, key, 0.0)
         return True
+
+    async def _insert(self, row: tuple[Any, ...]) -> int:
+        if self.request_writer is not None:
+            try:
+                return int(self.request_writer.execute(INSERT_JOB, row).lastrowid)
+            except sqlite3.OperationalError:
+                pass  # a worker holds the write lock this instant: take the path that waits for it
+        cur = await self.db.execute(INSERT_JOB, row)
+        return int(cur.lastrowid)
 
     # -- flush and state ------------------------------------------------------------------------
 
