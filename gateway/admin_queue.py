@@ -1,4 +1,5 @@
-"""Admin endpoints of the extraction side: queue state, flush, and a memory's change history."""
+"""Admin endpoints of the extraction side: queue state, flush, a memory's change history, and
+forgetting a user (memories, history and queued jobs together)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .admin import PREFIX, guarded, memory_id_of, scope_of
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, NotFound, Unavailable
 from .metrics import Metrics
 
 MAX_FLUSH_SECONDS = 600.0
@@ -49,6 +50,18 @@ def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Ca
             raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
         return JSONResponse({"id": mid, "history": changes})
 
+    async def forget_user(request: Request) -> Response:
+        """Queued jobs first (so none writes again), then memories, then their history."""
+        queue, history = extraction.require_open()
+        tenant, user = scope_of(request)
+        service = memory()
+        if service is None:
+            raise Unavailable("memory is not open yet; retry shortly")
+        jobs = await queue.forget_user(tenant, user)
+        memories = await service.forget_user(tenant, user)
+        changes = await history.forget_user(tenant, user)
+        return JSONResponse({"tenant": tenant, "user": user, "deleted": {"memories": memories, "history": changes, "jobs": jobs}})
+
     def route(path: str, handler: Callable[[Request], Any], methods: list[str]) -> Route:
         return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
 
@@ -56,4 +69,5 @@ def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Ca
         route("/queue", queue_state, ["GET"]),
         route("/queue/flush", flush, ["POST"]),
         route("/tenants/{tenant}/users/{user}/memories/{id}/history", memory_history, ["GET"]),
+        route("/tenants/{tenant}/users/{user}", forget_user, ["DELETE"]),
     ]

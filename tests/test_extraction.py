@@ -167,3 +167,22 @@ def test_extract_false_rule_and_user_plus_assistant_roles(start_gateway, upstrea
     say(gw, "max", "I live in Porto.")  # the echo reply "echo: I live in Porto." is a source too, but says nothing new
     flush(gw)
     assert texts(gw, "max") == ["User lives in Porto"]
+
+
+def test_forgetting_a_user_removes_memories_history_and_queued_jobs(start_gateway, tmp_path: Path) -> None:
+    gw = start_gateway(tenant_mode="none")
+    say(gw, "zed", "I live in Zagreb.")
+    flush(gw)
+    [memory] = memories(gw, "zed")
+    with gw.admin() as admin:
+        response = admin.delete("/tenants/default/users/zed")
+        assert response.status_code == 200
+        assert response.json()["deleted"] == {"memories": 1, "history": 1, "jobs": 0}
+        assert admin.get(f"/tenants/default/users/zed/memories/{memory['id']}/history").status_code == 404
+    assert memories(gw, "zed") == []
+    data = tmp_path / "forget-queued"
+    gw = start_gateway(data_dir=data, tenant_mode="none", extraction_workers=0)
+    say(gw, "zoe", "I live in Zurich.")
+    with gw.admin() as admin:
+        assert admin.delete("/tenants/default/users/zoe").json()["deleted"]["jobs"] == 1
+    assert queue_state(gw)["depth"] == 0
