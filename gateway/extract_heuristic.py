@@ -21,7 +21,7 @@ _FILLER = re.compile(
 )
 _QUESTION = re.compile(r"\?\s*$|^(?:do|does|did|can|could|should|would|will|what|what's|whats|how|why|is|are|am|which|who|where|when|shall|may)\b", re.I)
 _HYPOTHETICAL = re.compile(r"\b(?:if|suppose|supposing|imagine|hypothetically|assuming|unless|might|could|maybe|perhaps|wonder(?:ing)?|would(?! prefer| rather| like to))\b", re.I)
-_TAIL = re.compile(r"\s*(?:,|\s)\s*(?:because|since|but|so that|though|although)\b.*$", re.I)
+_TAIL = re.compile(r"\s*(?:,|\s)\s*(?:because|since|but|so that|though|although|and (?:I|I'm|getting|having|trying|seeing|it|now|then|when))\b.*$", re.I)
 _ACCEPT = re.compile(
     r"^(?:yes|yeah|yep|sure|ok|okay|great|perfect|sounds good|that works|deal|agreed|let's do (?:that|it)|"
     r"let's go with (?:that|it|this)|i'll (?:go with|take|use) (?:that|it|this|your suggestion))\b",
@@ -44,6 +44,19 @@ _NOT_STATE = (
     "asking|confused|stuck|having|getting|feeling|working|using|planning|about|on|in|at|still|tired|hungry|busy|fine|ok|okay|good|great|"
     "well|bored|new|interested|excited|testing|writing|building|reading|trying|migrating|moving|switching|based|able|unable|aware"
 )
+
+# "My code is broken", "my question is...": about the task at hand, not the user.
+_TRANSIENT = frozenset(
+    "question questions problem issue code error errors bug point guess bad pleasure function script query test tests build program output "
+    "result results answer request data file files class method list table repo dataset dataframe project snippet loop array string "
+    "variable column row endpoint app page server site website".split()
+)
+# A statement that points at the conversation ("I use this", "I have the following") is not self-contained.
+_DEICTIC = re.compile(
+    r"\b(?:this|these|those)\b(?!\s+(?:year|month|week|quarter|summer|winter|spring|fall|autumn|weekend|time))|\b(?:it|here|below|above|following)\b", re.I
+)
+_VAGUE = re.compile(r"^(?:a bit|a little|a lot|a fan of this|an idiot)\b", re.I)
+MAX_OBJECT_WORDS = 12
 
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str], str], tuple[str, str, float] | None]]
 
@@ -110,14 +123,13 @@ RULES: list[Rule] = [
     (_r(r"^i\s+speak\s+(?P<x>.+)$"), lambda m, s: (f"User speaks {_obj(m['x'])}", "fact", 0.85)),
     (_r(r"^i\s+(?P<f>always|usually|never|often|typically|mostly)\s+(?P<v>[a-z]+)\s+(?P<x>.+)$"),
      lambda m, s: (f"User {m['f'].lower()} {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.75)),
-    (_r(r"^i\s+(?:want|would like|'d like)\s+to\s+(?P<x>(?!know\b|see\b|ask\b|understand\b|check\b|try\b|confirm\b).+)$"), lambda m, s: (f"User wants to {_obj(m['x'])}", "goal", 0.6)),
 ]
 
 
 def _attribute(m: re.Match[str]) -> tuple[str, str, float] | None:
     attribute = _obj(m["a"]).lower()
     value = _obj(m["x"])
-    if attribute in ("question", "problem", "issue", "code", "error", "bug", "point", "guess", "bad", "pleasure"):
+    if attribute in _TRANSIENT:
         return None
     owner = "User's team's" if m["s"].lower() == "our" else "User's"
     kind = "preference" if re.search(r"favou?rite|preferred", attribute) else "goal" if re.search(r"goal|plan|aim", attribute) else "fact"
@@ -139,9 +151,12 @@ def _from_sentence(sentence: str) -> tuple[str, str, float] | None:
         match = pattern.match(sentence)
         if match:
             found = build(match, sentence)
-            if found and len(found[0].split()) >= 3 and not looks_like_instruction(found[0]):
-                return found
-            return None
+            if found is None or not 3 <= len(found[0].split()) <= MAX_OBJECT_WORDS + 3 or looks_like_instruction(found[0]):
+                return None
+            value = _TAIL.sub("", match.groupdict().get("x") or "")
+            if _DEICTIC.search(value) or _VAGUE.match(value) or (found[0].startswith("User has ") and _TRANSIENT & set(value.lower().split())):
+                return None
+            return found
     return None
 
 
