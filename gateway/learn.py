@@ -7,7 +7,7 @@ import logging
 from typing import Sequence
 
 from .config import Settings
-from .extract import Extractor
+from .extract import Extractor, Message
 from .extract_heuristic import HeuristicExtractor
 from .extract_llm import LLMExtractor
 from .jobs import Job
@@ -15,6 +15,21 @@ from .reconcile import Group, Reconciler, Sourced
 from .upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
+
+MAX_PROMPT_CHARS = 24_000  # per extraction call; a coalesced batch of long turns is split
+
+
+def chunks(messages: Sequence[Message], limit: int) -> list[list[Message]]:
+    """Consecutive runs of messages of at most `limit` characters (a longer message goes alone)."""
+    out: list[list[Message]] = [[]]
+    size = 0
+    for m in messages:
+        if out[-1] and size + len(m.text) > limit:
+            out.append([])
+            size = 0
+        out[-1].append(m)
+        size += len(m.text)
+    return [part for part in out if part]
 
 
 class Learner:
@@ -33,6 +48,7 @@ class Learner:
             key = self.settings.extraction_api_key or caller_key
             if key:
                 return LLMExtractor(self.upstream, self.settings.extraction_model, key)
+            log.info("llm extraction job has no key (recovered after a restart): using the heuristic extractor")
         return self.heuristic
 
     async def __call__(self, batches: Sequence[Sequence[Job]]) -> None:
@@ -51,9 +67,10 @@ class Learner:
                 found = await extractor.extract(job.messages, job.reply)
                 items += [Sourced(c, job.id, i, job.request_id, job.session) for i, c in enumerate(found)]
         else:
-            # One upstream call for the whole batch: attributed to its first job (stable on replay).
-            messages = [m for job in jobs for m in job.messages]
-            found = await extractor.extract(messages, jobs[-1].reply)
+            # One upstream call for the batch (more if it is long): attributed to its first job (stable on replay).
+            found = []
+            for part in chunks([m for job in jobs for m in job.messages], MAX_PROMPT_CHARS):
+                found += await extractor.extract(part, jobs[-1].reply)
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         return Group(first.tenant, first.user, first.agent, items, cause)
