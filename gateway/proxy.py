@@ -38,7 +38,7 @@ class BodyThenCommit(Response):
         self.body = body
         self.after = after
         self.background = None
-        self.raw_headers = encode_headers(headers)
+        self.raw_headers = encode_headers(headers) + [(b"content-length", str(len(body)).encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -70,7 +70,8 @@ class Proxy:
                 if injected is not None:
                     body = json.dumps(injected, ensure_ascii=False, separators=(",", ":")).encode()
             sent = time.perf_counter()
-            upstream = await self.upstream.open("POST", self.upstream.url(request.url.path), forwardable(request.headers.items()), body)
+            url = self.upstream.url(*raw_target(request))
+            upstream = await self.upstream.open("POST", url, forwardable(request.headers.items()), body)
         except GatewayError as exc:
             if exc.status >= 502:
                 self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
@@ -80,7 +81,8 @@ class Proxy:
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
             return self._stream_chat(ctx, payload, upstream, headers, started, sent)
         try:
-            raw = await upstream.aread()
+            # Raw bytes, not `aread()`: that would decode a gzip body the client asked for and must get as is.
+            raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
         except (httpx.TransportError, OSError) as exc:
             error = as_gateway_error(exc)
             self.metrics.upstream_errors.labels(failure_reason(error)).inc()
@@ -181,7 +183,7 @@ class Proxy:
         """Forward any other /v1 request untouched, streaming both bodies."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        url = self.upstream.url(request.url.path, request.url.query)
+        url = self.upstream.url(*raw_target(request))
         headers = forwardable(request.headers.items())
         length = request.headers.get("content-length")
         body: bytes | AsyncIterator[bytes] = b""
@@ -230,6 +232,13 @@ class Proxy:
             upstream_time = upstream_done - sent
             m.upstream_duration.labels(route).observe(upstream_time)
             m.overhead.labels(route).observe(max(0.0, (now - started) - upstream_time))
+
+
+def raw_target(request: Request) -> tuple[str, str]:
+    """Path and query exactly as the client sent them: a decoded %2F or %3F would change the target."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.scope["path"]
+    return path, request.scope.get("query_string", b"").decode("latin-1")
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -30,6 +30,9 @@ HOP_BY_HOP = frozenset(
 )
 
 
+AIOHTTP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
 def forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Request headers to send upstream: drop hop-by-hop ones and every `X-Memory-*` control header."""
     out = []
@@ -70,7 +73,11 @@ class Upstream:
         def session() -> aiohttp.ClientSession:
             # A dummy jar: an upstream Set-Cookie for one caller must never ride on the next one's request.
             connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=30)
-            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
+            # No headers of aiohttp's own (Accept, Accept-Encoding, Content-Type...): the upstream sees
+            # what the client sent, and an Accept-Encoding it never sent would get it bytes it cannot read.
+            return aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=AIOHTTP_AUTO_HEADERS
+            )
 
         self.client = httpx.AsyncClient(
             transport=AiohttpTransport(client=session),
