@@ -26,6 +26,14 @@ from .upstream import Upstream, as_gateway_error, failure_reason, forwardable, r
 log = logging.getLogger("memgate.proxy")
 
 
+class UpstreamBrokeOff(Exception):
+    """The upstream failed after the response headers were sent.
+
+    Raised out of the body so the server drops the client connection without a clean end: the
+    client sees a truncated response, as it would talking to the upstream, not a short success.
+    """
+
+
 class BodyThenCommit(Response):
     """Sends a complete body, then runs `after` before closing the response.
 
@@ -139,6 +147,7 @@ class Proxy:
 
         async def body() -> AsyncIterator[bytes]:
             first = True
+            broken: Exception | None = None
             try:
                 async for chunk in upstream.aiter_raw():
                     if first:
@@ -148,7 +157,7 @@ class Proxy:
                     if capture is not None:
                         capture.feed(chunk)
             except (httpx.TransportError, OSError) as exc:
-                # Headers are gone already: end the stream; the client sees it truncated.
+                broken = exc
                 metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
                 if capture is not None:
                     capture.failed = True
@@ -165,6 +174,8 @@ class Proxy:
                     await memory.capture(ctx, payload, reply)
             self._observe("chat", upstream.status_code, started, sent, upstream_done)
             log.info("request", extra={"request_id": ctx.request_id, "route": "chat", "status": upstream.status_code, "stream": True})
+            if broken is not None:
+                raise UpstreamBrokeOff(ctx.request_id) from broken
 
         return streaming(body(), upstream.status_code, headers)
 
@@ -203,14 +214,19 @@ class Proxy:
         metrics = self.metrics
 
         async def body() -> AsyncIterator[bytes]:
+            broken: Exception | None = None
             try:
                 async for chunk in upstream.aiter_raw():
                     yield chunk
             except (httpx.TransportError, OSError) as exc:
+                broken = exc
                 metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
             finally:
                 await upstream.aclose()
             self._observe("passthrough", upstream.status_code, started, sent, time.perf_counter())
+            log.info("request", extra={"request_id": request_id, "route": "passthrough", "status": upstream.status_code})
+            if broken is not None:
+                raise UpstreamBrokeOff(request_id) from broken
 
         return streaming(body(), upstream.status_code, headers)
 

@@ -26,6 +26,7 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "expect",  # the gateway answered the client's 100-continue itself and holds the body
     }
 )
 
