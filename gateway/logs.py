@@ -10,7 +10,7 @@ import time
 
 # Anything that looks like a bearer credential is masked, whichever code path logged it.
 _SECRET = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{4,}")
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}  # uvicorn adds color_message
 
 
 def scrub(text: str) -> str:
