@@ -80,8 +80,13 @@ class Upstream:
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=AIOHTTP_AUTO_HEADERS
             )
 
+        transport: httpx.AsyncBaseTransport
+        if settings.upstream_transport == "httpx":
+            transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=30))
+        else:
+            transport = AiohttpTransport(client=session)
         self.client = httpx.AsyncClient(
-            transport=AiohttpTransport(client=session),
+            transport=transport,
             timeout=self.timeout,
             cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
             follow_redirects=False,
@@ -114,7 +119,7 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     """
     cause = exc.__cause__ or exc
     timed_out = isinstance(cause, (TimeoutError, aiohttp.ServerTimeoutError)) or (
-        cause is exc and isinstance(exc, httpx.TimeoutException)
+        not isinstance(cause, aiohttp.ClientError) and isinstance(exc, httpx.TimeoutException)
     )
     if timed_out:
         return UpstreamTimeout(f"upstream timed out ({type(cause).__name__})")
