@@ -10,9 +10,11 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
@@ -24,6 +26,24 @@ from .upstream import Upstream
 log = logging.getLogger("memgate.app")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class CountInFlight:
+    """Keeps `memgate_requests_in_flight` current; a stream counts until its last byte or disconnect."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.gauge = metrics.in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.gauge.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gauge.dec()
 
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
@@ -72,6 +92,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(CountInFlight, metrics=metrics)],
         exception_handlers={GatewayError: gateway_error_handler, HTTPException: http_exception_handler, Exception: unhandled_error_handler},
     )
     app.state.settings = settings

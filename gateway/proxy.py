@@ -211,6 +211,10 @@ class Proxy:
             return self._finish("passthrough", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
         sent = started
         headers = response_headers(upstream.headers) + [("X-Memory-Request-Id", request_id)]
+        upstream_length = upstream.headers.get("content-length")
+        if upstream_length is not None and upstream.status_code not in (204, 304):
+            # The raw bytes go through unchanged, so the upstream's length holds: downloads keep their size.
+            headers.append(("Content-Length", upstream_length))
         metrics = self.metrics
 
         async def body() -> AsyncIterator[bytes]:

@@ -122,6 +122,8 @@ class FakeUpstream:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            return  # stop() cancels handlers; end quietly rather than as a cancelled task
         finally:
             self.open_connections -= 1
             writer.close()

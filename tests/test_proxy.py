@@ -267,3 +267,10 @@ def test_upstream_response_headers_come_back_with_a_request_id(upstream: FakeUps
     assert len(streamed.headers["x-memory-request-id"]) >= 16
     ids = {httpx.get(gateway.v1 + "/models").headers["x-memory-request-id"] for _ in range(3)}
     assert len(ids) == 3
+
+
+def test_passthrough_reply_keeps_the_upstream_content_length(upstream: FakeUpstream, gateway: Gateway) -> None:
+    want = httpx.get(upstream.url + "/models")
+    got = httpx.get(gateway.v1 + "/models")
+    assert got.headers["content-length"] == want.headers["content-length"] == str(len(got.content))
+    assert got.content == want.content
