@@ -49,6 +49,7 @@ VARIANTS = {
     "asyncio-loop": {"loop": "asyncio"},
     "h11": {"http": "h11"},
     "httpx-transport": {"upstream_transport": "httpx"},
+    "no-request-logs": {"log_level": "warning"},  # what the per-request JSON log line costs
 }
 
 

@@ -148,6 +148,7 @@ class Proxy:
         async def body() -> AsyncIterator[bytes]:
             first = True
             broken: Exception | None = None
+            finished = False
             try:
                 async for chunk in upstream.aiter_raw():
                     if first:
@@ -156,12 +157,15 @@ class Proxy:
                     yield chunk
                     if capture is not None:
                         capture.feed(chunk)
+                finished = True
             except (httpx.TransportError, OSError) as exc:
                 broken = exc
                 metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
                 if capture is not None:
                     capture.failed = True
             finally:
+                if not finished and broken is None:
+                    self._client_gone("chat", ctx.request_id, started)
                 # Runs on completion and when the client vanishes (the generator is cancelled):
                 # closing returns or drops the upstream connection, cancelling the upstream request.
                 await upstream.aclose()
@@ -219,13 +223,17 @@ class Proxy:
 
         async def body() -> AsyncIterator[bytes]:
             broken: Exception | None = None
+            finished = False
             try:
                 async for chunk in upstream.aiter_raw():
                     yield chunk
+                finished = True
             except (httpx.TransportError, OSError) as exc:
                 broken = exc
                 metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
             finally:
+                if not finished and broken is None:
+                    self._client_gone("passthrough", request_id, started)
                 await upstream.aclose()
             self._observe("passthrough", upstream.status_code, started, sent, time.perf_counter())
             log.info("request", extra={"request_id": request_id, "route": "passthrough", "status": upstream.status_code})
@@ -242,6 +250,12 @@ class Proxy:
             level = logging.WARNING if response.status_code >= 400 else logging.INFO
             log.log(level, "request", extra={"request_id": request_id, "route": route, "status": response.status_code})
         return response
+
+    def _client_gone(self, route: str, request_id: str, started: float) -> None:
+        # The client left mid-response (the body generator was cancelled or closed): count and log it
+        # as 499, nginx's "client closed request", so disconnects show on dashboards.
+        self._observe(route, 499, started, None, None)
+        log.info("request", extra={"request_id": request_id, "route": route, "status": 499, "client_disconnected": True})
 
     def _observe(self, route: str, status: int, started: float, sent: float | None, upstream_done: float | None) -> None:
         now = time.perf_counter()

@@ -234,6 +234,7 @@ def test_client_disconnect_mid_stream_cancels_the_upstream_request(upstream: Fak
         chunks = response.iter_raw()
         assert next(chunks).startswith(b"data: ")
     assert upstream.wait_for(lambda: upstream.cancelled_streams > before, timeout=4.0)
+    assert gateway.metric("memgate_requests_total", route="chat", status="499") >= 1  # counted as nginx's 499
     assert_still_serving(gateway)
 
 
