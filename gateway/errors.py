@@ -79,7 +79,7 @@ def error_response(
 
 async def gateway_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    return exc.response()
+    return exc.response(_request_id())
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -269,7 +269,14 @@ class Proxy:
 
 
 def raw_target(request: Request) -> tuple[str, str]:
-    """Path and query exactly as the client sent them: a decoded %2F or %3F would change the target."""
+    """Path and query exactly as the client sent them: a decoded %2F or %3F would change the target.
+
+    Dot segments are refused: the URL layer would resolve `/v1/../admin` to a path outside the
+    upstream's /v1, on the upstream's host.
+    """
+    segments = request.scope["path"].split("/")
+    if "." in segments or ".." in segments:
+        raise BadRequest("request path must not contain '.' or '..' segments", code="invalid_path")
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else request.scope["path"]
     return path, request.scope.get("query_string", b"").decode("latin-1")

@@ -276,3 +276,17 @@ def test_malformed_sse_passes_through_as_the_upstream_sent_it(upstream: FakeUpst
     want = httpx.post(upstream.url + "/chat/completions", json=body).content
     got = httpx.post(gateway.v1 + "/chat/completions", json=body).content
     assert got == want and b"data: {not json" in got
+
+
+@pytest.mark.parametrize("path", [b"/v1/../../admin", b"/v1/files/../../../etc/passwd", b"/v1/%2e%2e/secret", b"/v1/files/..%2F..%2Fx", b"/v1/./models"])
+def test_dot_segments_cannot_leave_the_upstreams_v1(path: bytes, upstream: FakeUpstream, gateway: Gateway) -> None:
+    before = len(upstream.received)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") or head.startswith(b"HTTP/1.1 404"), reply
+    assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
+    assert len(upstream.received) == before
