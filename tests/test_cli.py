@@ -141,3 +141,12 @@ def test_invalid_setting_value_stops_serve_before_it_listens(tmp_path: Path) -> 
     result = memgate("serve", "--tenant-mode", "sometimes", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
     assert result.returncode == 1
     assert "tenant_mode" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_memgate_command_is_the_cli_entry_point() -> None:
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["memgate"].partition(":")
+    assert getattr(importlib.import_module(module), function) is main
