@@ -56,6 +56,7 @@ def mean(metric: str) -> str:
 # A missing 5xx series means none yet, not "no data": `or vector(0)` keeps the ratio defined.
 FIVE_XX = rate("memgate_requests_total", selector='{status=~"5.."}')
 HOT_HITS = rate("memgate_hot_tier_lookups_total", selector='{result="hit"}')
+HOT_LOOKUPS = rate("memgate_hot_tier_lookups_total", selector='{result=~"hit|miss"}')  # a reload is an extra event on a hit
 
 OVERVIEW = [
     Row("Traffic", [
@@ -101,11 +102,11 @@ MEMORY = [
         Panel("Tokens injected per request", "Mean and p95 tokens of memory injected into a request.",
               [(mean("memgate_injected_tokens"), "mean")] + quantiles("memgate_injected_tokens", qs=(0.95,)), width=8),
         Panel("Hot tier hit rate", "Share of recalls served from the in-process hot tier (no LanceDB query).",
-              [(f"{HOT_HITS} / {rate('memgate_hot_tier_lookups_total')}", "hit rate")],
+              [(f"{HOT_HITS} / {HOT_LOOKUPS}", "hit rate")],
               "percentunit", width=8),
     ]),
     Row("Extraction", [
-        Panel("Extraction jobs by outcome", "Jobs per second: ok, retry (will run again), dead (gave up), dropped (queue full).",
+        Panel("Extraction jobs by outcome", "Jobs per second: enqueued, done, retry (will run again), dead (gave up), dropped (queue full).",
               [(rate("memgate_extraction_jobs_total", "outcome"), "{{outcome}}")], "ops", width=8),
         Panel("Queue depth", "Extraction jobs waiting or running, all replicas.", [("sum(memgate_extraction_queue_depth)", "depth")], width=8),
         Panel("Oldest queued job", "Age of the oldest pending job: how far extraction lags behind traffic.",
@@ -116,7 +117,7 @@ MEMORY = [
         Panel("Dead letters", "Jobs that failed every retry (inspect with GET /admin/v1/queue).",
               [("sum(memgate_extraction_dead_letters)", "dead letters")], width=8, kind="stat",
               extra={"thresholds": [(None, "green"), (1, "red")]}),
-        Panel("Captures skipped", "Exchanges not extracted from, by reason (failed upstream call, unreadable or truncated reply, queue full).",
+        Panel("Captures skipped", "Exchanges not extracted from, by reason (failed upstream call, unreadable or truncated reply, nothing to extract, queue error).",
               [(rate("memgate_capture_skipped_total", "reason"), "{{reason}}")], "ops", width=8),
         Panel("Memories flagged", "New memories flagged as instruction-like (kept out of prompts by default).",
               [(rate("memgate_memories_flagged_total"), "flagged")], "ops", width=8),
