@@ -197,3 +197,10 @@ def test_alert_rules_load_and_evaluate_cleanly_on_live_metrics(prometheus: Prome
         assert rule["health"] == "ok" and not rule.get("lastError"), f"{rule['name']}: {rule['health']} {rule.get('lastError')}"
     # A healthy gateway under light traffic raises nothing (MemgateDown included: it is up).
     assert prometheus.api("alerts")["alerts"] == []
+
+
+def test_memory_status_panel_separates_memory_users_from_anonymous_requests(prometheus: Prometheus) -> None:
+    statuses = 'sum by (status) (rate(memgate_memory_status_total[$__rate_interval]))'
+    assert value(prometheus, statuses, status="ok") > 0  # the requests with X-Memory-User-Id
+    assert value(prometheus, statuses, status="off") > 0  # the one without
+    assert value(prometheus, statuses, status="timeout") == 0
