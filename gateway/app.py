@@ -14,10 +14,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
+from .inflight import InFlight
 from .metrics import Metrics
 from .proxy import Proxy
 from .rules_live import LiveRules
@@ -26,24 +26,6 @@ from .upstream import Upstream
 log = logging.getLogger("memgate.app")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-class CountInFlight:
-    """Keeps `memgate_requests_in_flight` current; a stream counts until its last byte or disconnect."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.gauge = metrics.in_flight
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.gauge.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.gauge.dec()
 
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
@@ -92,7 +74,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(CountInFlight, metrics=metrics)],
+        middleware=[Middleware(InFlight, gauge=metrics.in_flight)],
         exception_handlers={GatewayError: gateway_error_handler, HTTPException: http_exception_handler, Exception: unhandled_error_handler},
     )
     app.state.settings = settings

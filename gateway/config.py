@@ -53,6 +53,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("upstream_transport", str, "aiohttp", "upstream transport under httpx: 'aiohttp' (httpx-aiohttp) or 'httpx' (httpx's own)"),
     Option("log_level", str, "info", "debug, info, warning or error"),
     Option("embedder", str, "local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)"),
+    Option("model_cache", str, "", "where the distilled local embedding model is kept (default ~/.cache/memgate)"),
     Option("embedding_model", str, "text-embedding-3-small", "model name for the 'openai' embedder"),
     Option("hot_users", int, 2048, "users kept in the in-process hot tier"),
     Option("extractor", str, "heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)"),
@@ -88,6 +89,7 @@ class Settings:
     upstream_transport: str = "aiohttp"
     log_level: str = "info"
     embedder: str = "local"
+    model_cache: str = ""
     embedding_model: str = "text-embedding-3-small"
     hot_users: int = 2048
     extractor: str = "heuristic"
@@ -120,6 +122,10 @@ class Settings:
     @property
     def lancedb_uri(self) -> str:
         return self.store_uri or str(Path(self.data_dir) / "lancedb")
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return Path(self.model_cache).expanduser() if self.model_cache else Path.home() / ".cache" / "memgate"
 
     @property
     def sqlite_path(self) -> Path:
