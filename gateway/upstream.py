@@ -37,12 +37,15 @@ AIOHTTP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type
 def forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Request headers to send upstream: drop hop-by-hop ones and every `X-Memory-*` control header."""
     out = []
+    named: set[str] = set()  # headers a `Connection` header declares hop-by-hop (RFC 9110 7.6.1)
     for name, value in headers:
         lower = name.lower()
+        if lower == "connection":
+            named.update(token.strip().lower() for token in value.split(","))
         if lower in HOP_BY_HOP or lower.startswith("x-memory-"):
             continue
         out.append((name, value))
-    return out
+    return [(n, v) for n, v in out if n.lower() not in named] if named else out
 
 
 def response_headers(headers: httpx.Headers) -> list[tuple[str, str]]:

@@ -215,6 +215,7 @@ def test_provider_headers_are_forwarded_and_control_headers_are_not(upstream: Fa
         "X-Memory-Agent-Id": "agent-1",
         "X-Memory-Session-Id": "s1",
         "Connection": "keep-alive, X-Drop-Me",
+        "X-Drop-Me": "hop-by-hop by declaration",
         "Keep-Alive": "timeout=5",
         "TE": "trailers",
         "Proxy-Authorization": "Basic abc",
@@ -225,7 +226,7 @@ def test_provider_headers_are_forwarded_and_control_headers_are_not(upstream: Fa
     assert got["authorization"] == f"Bearer {KEY}"
     assert (got["openai-organization"], got["openai-project"], got["openai-beta"]) == ("org-123", "proj-456", "assistants=v2")
     assert not [name for name in got if name.startswith("x-memory-")]
-    for hop in ("keep-alive", "te", "proxy-authorization"):
+    for hop in ("keep-alive", "te", "proxy-authorization", "x-drop-me"):
         assert hop not in got
     assert got.get("connection", "keep-alive").lower() == "keep-alive"
     assert got["host"] == f"127.0.0.1:{upstream.port}"
