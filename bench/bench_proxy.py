@@ -1,5 +1,6 @@
-"""What the gateway adds to a chat completion: latency (p50/p99) and throughput, memory off, one
-worker, next to the same upstream hit directly, in one run.
+"""Gateway overhead: chat latency (p50/p99) and throughput, gateway vs the upstream hit directly.
+
+Memory off, one worker, both targets measured in one run.
 
 The upstream is nginx answering POST /v1/chat/completions with a canned completion (as instant as
 an upstream gets); wrk drives both targets with the same POST at concurrency 1 and 64. Needs
