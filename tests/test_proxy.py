@@ -275,3 +275,16 @@ def test_passthrough_reply_keeps_the_upstream_content_length(upstream: FakeUpstr
     got = httpx.get(gateway.v1 + "/models")
     assert got.headers["content-length"] == want.headers["content-length"] == str(len(got.content))
     assert got.content == want.content
+
+
+@pytest.mark.parametrize("setting", [{"loop": "asyncio"}, {"http": "h11"}, {"upstream_transport": "httpx"}], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_the_measured_alternatives_proxy_just_as_well(setting: dict[str, str], upstream: FakeUpstream, start_gateway) -> None:
+    # bench/bench_proxy.py chose the defaults; the alternatives stay settings, so they must work too.
+    gw = start_gateway(**setting)
+    direct, proxied = clients(upstream, gw)
+    want = [c.model_dump() for c in direct.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)]
+    assert [c.model_dump() for c in proxied.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)] == want
+    body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+    assert raw_stream(gw.v1, body)[2] == raw_stream(upstream.url, body)[2]
+    with pytest.raises(openai.RateLimitError):
+        proxied.chat.completions.create(model="fake-error-429", messages=MESSAGES)
