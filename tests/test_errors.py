@@ -290,3 +290,16 @@ def test_dot_segments_cannot_leave_the_upstreams_v1(path: bytes, upstream: FakeU
     assert head.startswith(b"HTTP/1.1 400") or head.startswith(b"HTTP/1.1 404"), reply
     assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
     assert len(upstream.received) == before
+
+
+def test_upstream_stalling_mid_stream_past_the_read_timeout_cuts_the_stream(gateway: Gateway) -> None:
+    before = gateway.metric("memgate_upstream_errors_total", reason="stream_timeout")
+    body = {"model": "fake-drip", "messages": MESSAGES, "stream": True}
+    received = b""
+    with pytest.raises(httpx.TransportError):
+        with httpx.stream("POST", gateway.v1 + "/chat/completions", json=body, headers={"X-Fake-Delay": "3"}, timeout=10) as response:
+            for chunk in response.iter_raw():
+                received += chunk
+    assert received.count(b"data: ") == 1  # the first event, then 3 s of silence against a 1 s read timeout
+    assert gateway.metric("memgate_upstream_errors_total", reason="stream_timeout") == before + 1
+    assert_still_serving(gateway)
