@@ -42,6 +42,19 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+JUDGE_PROMPT = """You keep a user's long-term memory consistent. Given a NEW statement about the user and numbered EXISTING memories, decide:
+- "same": NEW says what one existing memory already says (name its number);
+- "replaces": NEW changes or contradicts one existing memory, which is now out of date (name its number);
+- "new": NEW is a separate fact (number -1).
+Answer with one decision."""
+
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"action": {"type": "string", "enum": ["same", "replaces", "new"]}, "memory": {"type": "integer"}},
+    "required": ["action", "memory"],
+    "additionalProperties": False,
+}
+
 MAX_CANDIDATES = 32  # a runaway answer must not flood one user's memory
 
 
@@ -86,6 +99,28 @@ class LLMExtractor:
         if response.status_code != 200:
             raise ExtractionError(f"extraction call answered {response.status_code}")
         return parse_answer(response.content)
+
+
+    async def judge(self, statement: str, existing: Sequence[str]) -> tuple[str, int]:
+        """The second structured call (`memgate_reconcile`) for a case the text rules cannot settle:
+        ("same" | "replaces", index into `existing`) or ("new", -1). Raises ExtractionError."""
+        listing = "\n".join(f"{i}. {text}" for i, text in enumerate(existing))
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": f"NEW: {statement}\nEXISTING:\n{listing}"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "memgate_reconcile", "strict": True, "schema": JUDGE_SCHEMA}},
+        }
+        try:
+            response = await self.upstream.client.post(self.upstream.url("/v1/chat/completions"), json=body,
+                                                       headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout)
+            answer = json.loads(response.json()["choices"][0]["message"]["content"])
+            action, index = str(answer["action"]), int(answer["memory"])
+        except (httpx.HTTPError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ExtractionError(f"reconcile call failed: {type(exc).__name__}") from None
+        if action not in ("same", "replaces") or not 0 <= index < len(existing):
+            return "new", -1
+        return action, index
 
 
 def parse_answer(raw: bytes) -> list[Candidate]:

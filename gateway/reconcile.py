@@ -10,20 +10,24 @@ Memory ids derive from the job and the candidate's position, so replaying a job 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 
-from .extract import Candidate
+from .extract import Candidate, ExtractionError
 from .slots import adds_nothing, conflicts, normalised
 from .store import Memory
+
+log = logging.getLogger("memgate.reconcile")
 
 NAMESPACE = uuid.UUID("6f1c2a52-3c1e-4d8e-9b43-5b7d3f0e2a61")
 DUPLICATE = 0.97  # cosine above which two statements are the same whatever their words
 CLOSE = 0.85  # cosine above which a candidate adding no new content word restates an old memory
+AMBIGUOUS = 0.7  # cosine above which a case the text rules leave open goes to the judge (llm extractor only)
 NEIGHBOURS = 8
 
 
@@ -51,6 +55,8 @@ class Group:
     agent: str | None
     items: Sequence[Sourced]
     cause: str
+    # The llm extractor's second structured call: (statement, existing texts) -> ("same"|"replaces"|"new", index).
+    judge: Callable[[str, Sequence[str]], Awaitable[tuple[str, int]]] | None = None
 
 
 @dataclass
@@ -100,6 +106,8 @@ class Reconciler:
             neighbours += [(m, float(np.dot(m.vector, vector))) for m in new]
             same = next((m for m, score in neighbours if _same(c.text, m.text, score)), None)
             stale = [m for m, _ in neighbours if m is not same and conflicts(c.text, m.text)]
+            if same is None and not stale and group.judge is not None:
+                same, stale = await _ask(group.judge, c.text, [m for m, score in neighbours if score >= AMBIGUOUS])
             if same is None:
                 same = Memory(id=mid, tenant=tenant, user_id=user, text=c.text, kind=c.kind, agent_id=agent, session_id=sourced.session,
                               vector=np.asarray(vector, dtype=np.float32), created_at=now, updated_at=now, confidence=c.confidence,
@@ -118,6 +126,22 @@ class Reconciler:
                     plan.replace.append((old, same, group.cause))
                     plan.refresh.pop(old.id, None)
         plan.new += new
+
+
+async def _ask(judge: Callable[[str, Sequence[str]], Awaitable[tuple[str, int]]], text: str, close: list[Memory]) -> tuple[Memory | None, list[Memory]]:
+    """Let the judge settle a close call; when it cannot answer, the candidate is simply added."""
+    if not close:
+        return None, []
+    try:
+        action, index = await judge(text, [m.text for m in close])
+    except ExtractionError:
+        log.warning("reconcile judge failed; adding the memory as new")
+        return None, []
+    if action == "same":
+        return close[index], []
+    if action == "replaces":
+        return None, [close[index]]
+    return None, []
 
 
 def _same(new: str, old: str, score: float) -> bool:

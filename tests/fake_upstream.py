@@ -14,7 +14,8 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
   fake-gzip       JSON reply gzip-encoded (Content-Encoding: gzip), as real upstreams do when asked
 
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
-first-person sentence of the user messages it was sent (unless its model is fake-error-NNN).
+first-person sentence of the user messages it was sent (unless its model is fake-error-NNN); one
+naming `memgate_reconcile` gets a judge's decision (same text: same; same first three words: replaces).
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ class FakeUpstream:
         except (ValueError, AttributeError):
             return await self._send_json(writer, 400, {"error": {"message": "fake upstream: bad body", "type": "invalid_request_error", "param": None, "code": None}})
         delay = float(headers.get("x-fake-delay", "2"))
+        if is_schema(req, "memgate_reconcile"):
+            return await self._send_json(writer, 200, completion(model, json.dumps(judge_memories(req))))
         if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries
             self.extraction_calls += 1
             return await self._send_json(writer, 200, completion(model, json.dumps({"memories": extract_memories(req)})))
@@ -225,9 +228,27 @@ def last_user_text(messages: Any) -> str:
     return ""
 
 
-def is_extraction(req: dict[str, Any]) -> bool:
+def is_schema(req: dict[str, Any], name: str) -> bool:
     fmt = req.get("response_format") or {}
-    return isinstance(fmt, dict) and (fmt.get("json_schema") or {}).get("name") == "memgate_extraction"
+    return isinstance(fmt, dict) and (fmt.get("json_schema") or {}).get("name") == name
+
+
+def is_extraction(req: dict[str, Any]) -> bool:
+    return is_schema(req, "memgate_extraction")
+
+
+def judge_memories(req: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in reconcile judge: same text -> same; same first three words ("the user is") -> replaces."""
+    prompt = str(req["messages"][-1]["content"])
+    new = prompt.split("\n", 1)[0].removeprefix("NEW: ")
+    words = lambda text: re.findall(r"[a-z0-9']+", text.lower())  # noqa: E731
+    for line in prompt.split("EXISTING:\n", 1)[-1].splitlines():
+        number, _, text = line.partition(". ")
+        if words(text) == words(new):
+            return {"action": "same", "memory": int(number)}
+        if words(text)[:3] == words(new)[:3]:
+            return {"action": "replaces", "memory": int(number)}
+    return {"action": "new", "memory": -1}
 
 
 def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .extraction_helpers import KEY, flush, memories, queue_state, say, system_text, texts
+from .extraction_helpers import KEY, flush, history, memories, queue_state, say, system_text, texts
 from .fake_upstream import FakeUpstream
 
 
@@ -92,3 +92,18 @@ def test_failing_extraction_is_retried_then_dead_lettered_and_the_queue_bound_dr
     assert gw.metric("memgate_extraction_jobs_total", outcome="dead") == 2
     assert gw.metric("memgate_extraction_dead_letters") == 2
     assert memories(gw, "sol") == []
+
+
+def test_the_llm_judge_settles_a_change_the_text_rules_cannot(start_gateway, upstream: FakeUpstream) -> None:
+    gw = start_gateway(tenant_mode="none", extractor="llm")
+    say(gw, "tao", "I'm vegetarian.")
+    flush(gw)
+    [old] = memories(gw, "tao")
+    judged = [r for r in upstream.received if b"memgate_reconcile" in r.body]
+    say(gw, "tao", "I'm vegan.")  # no slot rule covers "is vegetarian" -> "is vegan"; close enough to ask
+    flush(gw)
+    calls = [r for r in upstream.received if b"memgate_reconcile" in r.body][len(judged):]
+    assert len(calls) == 1 and calls[0].headers["authorization"] == f"Bearer {KEY}"
+    assert texts(gw, "tao") == ["The user is vegan"]
+    changes = history(gw, "tao", old["id"])
+    assert [c["action"] for c in changes] == ["add", "supersede"] and changes[1]["new_text"] == "The user is vegan"
