@@ -33,14 +33,15 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
 
 
 def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...]) -> list[Message]:
     """The new turn of an exchange: messages after the last assistant turn (sources when their role
     is in `roles`), that assistant turn as context, and the reply when `assistant` is a source role."""
-    messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
+    given = payload.get("messages")
+    messages = [m for m in given if isinstance(m, dict)] if isinstance(given, list) else []
     start = 0
     for index in range(len(messages) - 1, -1, -1):
         if messages[index].get("role") == "assistant":
