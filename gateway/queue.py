@@ -202,9 +202,11 @@ class JobQueue:
         ids = list(self._waiting.pop(key, ()))
         for job_id in ids:
             self._done(job_id)
-        cur = await self.db.execute("DELETE FROM jobs WHERE tenant = ? AND user_id = ? AND state != 'running'", (tenant, user))
+        cur = await self.db.execute("DELETE FROM jobs WHERE tenant = ? AND user_id = ? AND state != 'running' RETURNING state", (tenant, user))
+        states = [row[0] for row in await cur.fetchall()]
+        self.dead -= states.count("dead")
         self._resolve_flushes()
-        return cur.rowcount
+        return len(states)
 
     # -- internals ------------------------------------------------------------------------------
 

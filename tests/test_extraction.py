@@ -144,6 +144,8 @@ def test_only_the_new_turn_is_extracted_not_the_whole_history(gw: Gateway) -> No
 def test_queue_report_and_flush_need_the_admin_token(gw: Gateway) -> None:
     assert httpx.get(gw.url + "/admin/v1/queue").status_code == 401
     assert httpx.post(gw.url + "/admin/v1/queue/flush", headers={"Authorization": "Bearer nope"}).status_code == 401
+    say(gw, "nat", "I live in Nairobi.")
+    flush(gw)
     state = queue_state(gw)
     assert state["depth"] == 0 and state["dead_letters"] == 0 and state["completed"] > 0
     with gw.admin() as admin:
