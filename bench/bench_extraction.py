@@ -4,10 +4,10 @@ of committing a job, and chat latency with extraction on vs off (same gateway, s
     python bench/bench_extraction.py                 # defaults: 400 jobs, 300 latency samples a cell
     python bench/bench_extraction.py --jobs 1000 --samples 1000
 
-Throughput: a gateway with no workers commits the jobs (every response returned = a committed job),
-stops; a gateway on the same data dir with 2 workers then drains the backlog, timed to the end of
-POST /admin/v1/queue/flush. Users are distinct (no coalescing) except in the `coalesced` row
-(10 jobs per user: one extraction call per user).
+Throughput: in-process with the gateway's own parts (SQLite queue, MemoryService over LanceDB and the
+local embedder; the llm extractor calls the fake upstream over HTTP). Jobs are committed with no
+workers, then a queue with 2 workers reopens the file and is timed until flush() returns. Users are
+distinct (no coalescing) except in the `coalesced` row (10 jobs per user: one extraction call each).
 
 Latency: requests rotate X-Memory-Mode read-write (recall + capture), read (recall only) and off
 (plain proxy) against one gateway, so both see the same hot tier and the same background work; `upstream direct`
@@ -32,6 +32,7 @@ from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.harness import ADMIN_TOKEN, Gateway  # noqa: E402
 
 KEY = "sk-bench"
+MODEL_CACHE = Path(tempfile.gettempdir()) / "memgate-test-models"  # shared with the tests' gateways
 FACTS = ["I live in Lisbon.", "My timezone is CET.", "I prefer Terraform over CloudFormation.", "I work at Acme.", "I'm vegetarian.",
          "We're migrating to AWS.", "I speak Portuguese.", "My favorite editor is Neovim.", "I have two cats.", "I no longer use Jenkins."]
 
@@ -51,33 +52,46 @@ def chat(client: httpx.Client, url: str, user: str, text: str, *, mode: str = "r
     return time.perf_counter() - started
 
 
-def startup_seconds(upstream: FakeUpstream, work: Path, **settings: object) -> float:
-    """Time to ready with an empty queue: subtracted from a restart's drain time."""
-    gw = Gateway(upstream.url, work / f"empty-{time.monotonic_ns()}", tenant_mode="none", **settings)
-    started = time.perf_counter()
-    gw.start()
-    elapsed = time.perf_counter() - started
-    gw.stop()
-    return elapsed
-
-
 def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_user: int, **settings: object) -> tuple[str, int, float, int]:
-    startup = startup_seconds(upstream, work, **settings)
-    data = work / name
-    gw = Gateway(upstream.url, data, tenant_mode="none", extraction_workers=0, **settings).start()
-    with httpx.Client(timeout=30) as client:
+    """In-process, real parts: the gateway's SQLite queue, MemoryService (LanceDB, local embedder)
+    and extractors; the llm one calls the fake upstream over HTTP. Jobs are committed with no
+    workers running, then a queue with 2 workers reopens the file and is timed until flush returns."""
+    from gateway.config import Settings
+    from gateway.exchange import ChatContext, Reply
+    from gateway.extraction import Extraction
+    from gateway.identity import Identity
+    from gateway.memory import MemoryService
+    from gateway.metrics import Metrics
+    from gateway.rules import RuleSettings
+    from gateway.upstream import Upstream
+
+    base = Settings(upstream_url=upstream.url, data_dir=str(work / name), model_cache=str(MODEL_CACHE), **settings)  # type: ignore[arg-type]
+
+    async def run() -> float:
+        metrics = Metrics()
+        http = Upstream(base)
+        service = await MemoryService.open(base, metrics, http.client)
+        idle = Extraction(base.replace(extraction_workers=0), metrics, http)
+        await idle.open(service)
         for i in range(jobs):
-            chat(client, gw.v1, f"{name}-u{i // per_user}", FACTS[i % len(FACTS)].replace(".", f" {i}."))
-    gw.stop()
+            ctx = ChatContext(f"r{i}", Identity("default", f"{name}-u{i // per_user}"), "defaults", RuleSettings(), "m", True, True, api_key=KEY)
+            payload = {"messages": [{"role": "user", "content": FACTS[i % len(FACTS)].replace(".", f" {i}.")}]}
+            assert await idle.queue.enqueue(ctx, payload, Reply("Noted."))
+        await idle.aclose()
+        started = time.perf_counter()
+        busy = Extraction(base.replace(extraction_workers=2), Metrics(), http)
+        await busy.open(service)
+        assert await busy.queue.flush(600)
+        elapsed = time.perf_counter() - started
+        state = busy.queue.state()
+        assert state["depth"] == 0 and state["completed"] == jobs and state["dead_letters"] == 0, state
+        await busy.aclose()
+        await service.aclose()
+        await http.aclose()
+        return elapsed
+
     calls_before = upstream.extraction_calls
-    gw = Gateway(upstream.url, data, tenant_mode="none", extraction_workers=2, **settings)
-    started = time.perf_counter()
-    gw.start()
-    with httpx.Client(timeout=600, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
-        state = admin.post(gw.url + "/admin/v1/queue/flush", params={"timeout": 600}).json()
-    elapsed = time.perf_counter() - started - startup
-    gw.stop()
-    assert state["done"] and state["depth"] == 0 and state["completed"] == jobs, state
+    elapsed = asyncio.run(run())
     return name, jobs, elapsed, upstream.extraction_calls - calls_before
 
 
@@ -162,7 +176,7 @@ def main() -> None:
             lat = latency(upstream, work, args.samples)
     finally:
         upstream.stop()
-    print("\nextraction throughput (2 workers; backlog drained after a restart, start-up time subtracted)")
+    print("\nextraction throughput (2 workers draining a committed backlog; in-process, real queue, store and embedder)")
     print(f"{'extractor':<16}{'jobs':>6}{'seconds':>10}{'jobs/s':>9}{'llm calls':>11}")
     for name, jobs, elapsed, calls in runs:
         print(f"{name:<16}{jobs:>6}{elapsed:>10.2f}{jobs / elapsed:>9.1f}{calls:>11}")
