@@ -10,6 +10,7 @@ Memory ids derive from the job and the candidate's position, so replaying a job 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -80,8 +81,8 @@ class Reconciler:
             return Plan()
         vectors = iter(await self.memory.embedder.embed(texts))
         plan = Plan()
-        for group in groups:
-            await self._plan(group, [next(vectors) for _ in group.items], plan)
+        # Users are independent: plan them concurrently (a cold user's first lookup reads LanceDB).
+        await asyncio.gather(*(self._plan(group, [next(vectors) for _ in group.items], plan) for group in groups))
         # New rows go in before anything is superseded: a crash in between leaves both, and the
         # replay (which finds its own new memory by id) supersedes the old one then. The service
         # records history and memories_written for each change.
