@@ -148,7 +148,7 @@ class MemoryStore:
     @classmethod
     async def open(cls, uri: str, embedder_name: str, dim: int) -> MemoryStore:
         db = await lancedb.connect_async(uri, read_consistency_interval=READ_CONSISTENCY)
-        names = await db.table_names()
+        names = (await db.list_tables()).tables
         if TABLE in names:
             table = await db.open_table(TABLE)
             meta = (await table.schema()).metadata or {}
