@@ -225,7 +225,8 @@ def build(seed: int = SEED) -> dict:
 def main() -> None:
     out = Path(__file__).with_name("recall_dataset.json")
     data = build()
-    out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    users = ",\n".join(json.dumps(u, ensure_ascii=False) for u in data["users"])  # one user a line: small, diffable
+    out.write_text(f'{{"seed": {data["seed"]}, "users": [\n{users}\n]}}\n')
     n_q = sum(len(u["questions"]) for u in data["users"])
     n_t = sum(len(u["turns"]) for u in data["users"])
     print(f"wrote {out}: {len(data['users'])} users, {n_t} turns, {n_q} questions")
