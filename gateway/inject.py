@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Sequence
 
 from . import tokens
@@ -45,6 +46,11 @@ def _line_estimate(memory: Memory, template: str) -> int:
     return (memory.tokens or len(text.encode())) + framing + escapes
 
 
+@lru_cache(maxsize=1024)
+def _frame_tokens(frame: str, model: str) -> int:
+    return tokens.count(frame, model)
+
+
 @dataclass
 class Packed:
     memories: list[Memory] = field(default_factory=list)
@@ -56,7 +62,7 @@ def pack(core: Sequence[Memory], relevant: Sequence[Memory], budget: int, core_b
     """Core profile first (within `core_budget`), then relevant memories by rank; never split, never over `budget`."""
     header, footer = TEMPLATES.get(template, TEMPLATES["default"])
     prefix = SEPARATOR if appending else ""
-    left = budget - tokens.count(prefix + header + footer, model)
+    left = budget - _frame_tokens(prefix + header + footer, model)
     if left <= 0:
         return Packed()
     chosen: list[Memory] = []

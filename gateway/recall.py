@@ -17,6 +17,7 @@ from .store import Memory
 DENSE_WEIGHT = 0.5
 RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
+PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
 RECENCY_DAYS = 90.0
 # A short last message ("and in summer?") borrows this much preceding user text.
 SHORT_QUERY_CHARS = 40
@@ -96,6 +97,10 @@ def rank(
     candidates = np.flatnonzero(entry.visible(agent, include_flagged) & (relevance >= min_score))
     if len(candidates) == 0:
         return []
+    shortlist = PRIOR_SHORTLIST + 4 * top_k
+    if len(candidates) > shortlist:
+        # The prior moves a score by at most PRIOR_WEIGHT: only the head of the relevance order can win.
+        candidates = candidates[np.argpartition(-relevance[candidates], shortlist - 1)[:shortlist]]
     final = relevance[candidates] * (1 + PRIOR_WEIGHT * prior(entry, candidates, now or time.time()))
     if len(candidates) > top_k:
         best = np.argpartition(-final, top_k - 1)[:top_k]
