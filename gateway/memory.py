@@ -86,8 +86,12 @@ class MemoryService:
             make_embedder, settings.embedder, cache_dir=cache, http_client=http_client, upstream_base=settings.upstream_base,
             api_key=settings.extraction_api_key, model=settings.embedding_model,
         )
-        if not embedder.dim:  # a remote embedder tells its dimension by answering once
-            await embedder.embed(["dimension probe"])
+        if not embedder.dim:  # a remote embedder: the table knows its dimension, else ask the embedder once
+            recorded = await MemoryStore.recorded(settings.lancedb_uri)
+            if recorded is not None and recorded[0] == embedder.name:
+                embedder.dim = recorded[1]
+            else:
+                await embedder.embed(["dimension probe"])
         store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim)
         service = cls(store, embedder, metrics, settings.hot_users)
         service.start()

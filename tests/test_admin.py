@@ -58,6 +58,10 @@ def test_add_get_patch_delete_one_memory(admin: httpx.Client) -> None:
     assert_error(admin.delete(one), 404, "id")
 
 
+def test_a_confidence_of_zero_is_kept(admin: httpx.Client) -> None:
+    assert admin.post(user_path(), json={"text": "I might move to Oslo", "confidence": 0}).json()["confidence"] == 0
+
+
 def test_tenants_and_users_are_listed(admin: httpx.Client, gateway: Gateway) -> None:
     add_memory(gateway, KEY, "hank", "I collect stamps")
     assert tenant_of(KEY) in admin.get("/tenants").json()["tenants"]

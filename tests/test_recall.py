@@ -146,3 +146,28 @@ def test_a_recall_past_its_timeout_forwards_without_memories(start_gateway, upst
     assert response.headers["X-Memory-Status"] == "timeout" and response.headers["X-Memory-Injected"] == "0"
     assert "Rex" not in json.dumps(upstream.last_chat())
     assert gw.metric("memgate_recall_timeouts_total") >= 1
+
+
+def test_a_second_replica_sees_a_memory_written_through_the_first(start_gateway, upstream: FakeUpstream, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-data"
+    first, second = start_gateway(data_dir=shared), start_gateway(data_dir=shared)
+    add_memory(first, "sk-r", "lena", "I am training for a triathlon")
+    question = [{"role": "user", "content": "What am I training for?"}]
+
+    def second_injects(n: int) -> bool:
+        return chat(second, "sk-r", "lena", question).headers["X-Memory-Injected"] == str(n)
+
+    # Replicas see each other's commits within about a second (LanceDB's read consistency interval).
+    assert upstream.wait_for(lambda: second_injects(1), timeout=15)  # and lena is now in second's hot tier
+    add_memory(first, "sk-r", "lena", "My triathlon is in Nice in September")
+    assert upstream.wait_for(lambda: second_injects(2), timeout=15)
+    assert "Nice in September" in " ".join(injected_texts(upstream.last_chat()))
+
+
+def test_the_openai_embedder_recalls_through_the_upstream_embeddings_endpoint(start_gateway, upstream: FakeUpstream) -> None:
+    gw = start_gateway(embedder="openai")
+    add_memory(gw, "sk-o", "mia", "My cat is called Miso")
+    response = chat(gw, "sk-o", "mia", [{"role": "user", "content": "What is my cat called?"}])
+    assert response.headers["X-Memory-Injected"] == "1"
+    assert injected_texts(upstream.last_chat()) == ["My cat is called Miso"]
+    assert any(r.path.endswith("/embeddings") for r in upstream.received)
