@@ -25,7 +25,10 @@ from .store import KINDS, Memory, MemoryStore
 log = logging.getLogger("memgate.memory")
 
 USAGE_FLUSH_SECONDS = 10.0  # use counts reach LanceDB in one commit per interval, not one per recall
+# Every commit adds a fragment and search cost grows with fragments (DESIGN.md): compact after this many
+# commits, or after COMPACT_SECONDS when there were any.
 COMPACT_AFTER_COMMITS = 100
+COMPACT_SECONDS = 600.0
 # Past this many prompt bytes an exact token count may take milliseconds: do it in a thread.
 INLINE_COUNT_BYTES = 50_000
 
@@ -217,13 +220,16 @@ class MemoryService:
             self._commits += 1
 
     async def maintain(self) -> None:
-        """Fold usage counts in periodically; compact after enough commits."""
+        """Fold usage counts in periodically; compact after enough commits or time."""
+        compacted = time.monotonic()
         while True:
             await asyncio.sleep(USAGE_FLUSH_SECONDS)
             try:
                 await self.flush_usage()
-                if self._commits >= COMPACT_AFTER_COMMITS:
+                due = self._commits >= COMPACT_AFTER_COMMITS or (self._commits and time.monotonic() - compacted >= COMPACT_SECONDS)
+                if due:
                     self._commits = 0
+                    compacted = time.monotonic()
                     await self.store.optimize()
             except Exception:
                 log.warning("memory maintenance failed; will retry", exc_info=True)

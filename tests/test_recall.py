@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,8 @@ def test_memories_added_via_the_admin_api_reach_the_system_message_of_the_next_c
     assert int(reply.headers["X-Memory-Injected"]) == len(injected_texts(sent)) >= 1
     assert reply.headers["X-Memory-Status"] == "ok"
     assert int(reply.headers["X-Memory-Injected-Tokens"]) > 0
+    assert gateway.metric("memgate_memories_injected_count") >= 1 and gateway.metric("memgate_injected_tokens_sum") > 0
+    assert gateway.metric("memgate_recall_duration_seconds_count") >= 1
 
 
 def test_a_streamed_chat_gets_the_same_memories(gateway: Gateway, upstream: FakeUpstream, alice: dict[str, str]) -> None:
@@ -171,3 +174,13 @@ def test_the_openai_embedder_recalls_through_the_upstream_embeddings_endpoint(st
     assert response.headers["X-Memory-Injected"] == "1"
     assert injected_texts(upstream.last_chat()) == ["My cat is called Miso"]
     assert any(r.path.endswith("/embeddings") for r in upstream.received)
+
+
+def test_a_broken_store_degrades_to_forwarding_without_memories(start_gateway, upstream: FakeUpstream) -> None:
+    gw = start_gateway()
+    add_memory(gw, "sk-d", "nina", "My dog is called Pixel")
+    shutil.rmtree(gw.data_dir / "lancedb")  # the durable tier vanishes under the running gateway
+    response = chat(gw, "sk-d", "omar", [{"role": "user", "content": "What is my dog called?"}])  # a cold user needs the store
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"].startswith("echo:")
+    assert response.headers["X-Memory-Status"] == "degraded" and response.headers["X-Memory-Injected"] == "0"
+    assert gw.metric("memgate_memory_status_total", status="degraded") >= 1
