@@ -111,6 +111,27 @@ def wrk(url: str, connections: int, seconds: int, headers: dict[str, str], qs: l
     return {"p50": ms("50"), "p99": ms("99"), "rps": rps, "errors": int(errors.group(1)) if errors else 0}
 
 
+def overhead_buckets(gw: Gateway) -> dict[float, float]:
+    import httpx
+
+    out = {}
+    for line in httpx.get(gw.url + "/metrics").text.splitlines():
+        m = re.match(r'memgate_overhead_seconds_bucket\{le="([^"]+)",route="chat"\} (\S+)', line)
+        if m:
+            out[float(m.group(1))] = float(m.group(2))
+    return out
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    """Upper bound of the histogram bucket holding quantile q of the requests between two snapshots."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts[float("inf")]
+    for le, n in counts.items():
+        if total and n >= q * total:
+            return f"<={le * 1000:g}" if le != float("inf") else ">1000"
+    return "-"
+
+
 def part_one(seconds: int) -> None:
     qs = questions()
     work = Path(tempfile.mkdtemp(prefix="memgate-bench-"))
@@ -134,15 +155,19 @@ def part_one(seconds: int) -> None:
         for connections in (1, 64):
             for name, url, headers in scenarios:
                 wrk(url, connections, 2, headers, qs, work)  # warm-up: connections, caches, JIT-free but fair
+                before = overhead_buckets(gw)
                 results[(name, connections)] = wrk(url, connections, seconds, headers, qs, work)
-        print(f"\n{'end to end (wrk, JSON chat)':36} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'added p50':>10} {'errors':>6}")
+                after = overhead_buckets(gw)
+                results[(name, connections)]["server"] = "" if url != gw.url else f"{bucket_quantile(before, after, 0.5)}/{bucket_quantile(before, after, 0.99)}"
+        print(f"\n{'end to end (wrk, JSON chat)':36} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'added p50':>10} {'errors':>6} {'gateway overhead p50/p99 ms':>28}")
         for connections in (1, 64):
             direct = results[("upstream direct", connections)]["p50"]
             for name, _, _ in scenarios:
                 r = results[(name, connections)]
                 added = "" if name == "upstream direct" else f"{r['p50'] - direct:+.2f}"
-                print(f"{name:36} {connections:5d} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps']:8.0f} {added:>10} {r['errors']:6d}")
-        print(f"gateway recall_duration (server side) mean: {gw.metric('memgate_recall_duration_seconds_sum') / max(1, gw.metric('memgate_recall_duration_seconds_count')) * 1000:.3f} ms")
+                print(f"{name:36} {connections:5d} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps']:8.0f} {added:>10} {r['errors']:6d} {r['server']:>28}")
+        print("gateway overhead: the gateway's own histogram (memgate_overhead_seconds: request time minus upstream time), bucket bounds")
+        print(f"recall_duration (server side) mean over all injecting requests: {gw.metric('memgate_recall_duration_seconds_sum') / max(1, gw.metric('memgate_recall_duration_seconds_count')) * 1000:.3f} ms")
     finally:
         gw.stop()
         upstream.kill()
