@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.config import load_settings  # noqa: E402
 from gateway.embed import make_embedder  # noqa: E402
 from gateway.exchange import ChatContext  # noqa: E402
 from gateway.identity import Identity, key_fingerprint  # noqa: E402
@@ -42,7 +43,7 @@ from gateway.store import Memory, MemoryStore  # noqa: E402
 from gateway import tokens  # noqa: E402
 from tests.harness import Gateway  # noqa: E402
 
-MODEL_CACHE = Path(tempfile.gettempdir()) / "memgate-test-models"
+MODEL_CACHE = load_settings().model_cache_dir  # the gateway's default, so it is distilled once
 DATASET = ROOT / "bench" / "data" / "recall_dataset.json"
 API_KEY = "sk-bench"
 USER = "bench-user"

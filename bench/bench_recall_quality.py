@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.config import load_settings  # noqa: E402
 from gateway.embed import make_embedder  # noqa: E402
 from gateway.hot import UserMemories  # noqa: E402
 from gateway.recall import Query, rank  # noqa: E402
@@ -71,7 +71,7 @@ def evaluate(questions: list[dict], entries: dict[str, UserMemories], qvec: dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="local", choices=["local", "minilm"])
-    parser.add_argument("--model-cache", default=str(Path(tempfile.gettempdir()) / "memgate-test-models"))
+    parser.add_argument("--model-cache", default=str(load_settings().model_cache_dir), help="default: the gateway's (MEMGATE_MODEL_CACHE)")
     args = parser.parse_args()
     questions, entries, qvec = asyncio.run(prepare(args.embedder, Path(args.model_cache)))
     n_dev = sum(q["split"] == "dev" for q in questions)

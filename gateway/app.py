@@ -10,6 +10,7 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from .admin import admin_routes
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
+from .inflight import InFlight
 from .memory import MemoryLayer, MemoryService
 from .metrics import Metrics
 from .proxy import Proxy
@@ -81,6 +83,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(InFlight, gauge=metrics.in_flight)],
         exception_handlers={GatewayError: gateway_error_handler, HTTPException: http_exception_handler, Exception: unhandled_error_handler},
     )
     app.state.settings = settings

@@ -61,6 +61,13 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from .embed import prepare_local_model
+
+    print(prepare_local_model(settings_from(args).model_cache_dir))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
@@ -88,6 +95,10 @@ def build_parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]] =
     explain.add_argument("--tenant", default="", help="the tenant (a key fingerprint k_... or a mapped name)")
     explain.add_argument("--user", default=None, help="the end-user id")
     explain.set_defaults(func=cmd_rules_explain)
+
+    prepare = sub.add_parser("prepare-model", help="distil the offline local embedding model into the model cache (once; Docker does it at build)")
+    add_setting_flags(prepare)
+    prepare.set_defaults(func=cmd_prepare_model)
 
     demo = sub.add_parser("demo", help="offline demo: two users, extraction and recall, in seconds")
     demo.set_defaults(func=cmd_demo)

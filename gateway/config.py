@@ -47,11 +47,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("pool_timeout", float, 10.0, "seconds to wait for a free pooled upstream connection"),
     Option("max_connections", int, 512, "upstream connection pool size"),
     Option("max_body_bytes", int, 16 * 1024 * 1024, "largest request body accepted (413 above)"),
+    # Chosen by bench/bench_proxy.py; kept as settings so the choice can be re-measured anywhere.
+    Option("loop", str, "uvloop", "event loop: 'uvloop' or 'asyncio'"),
+    Option("http", str, "httptools", "HTTP/1.1 server parser: 'httptools' or 'h11'"),
+    Option("upstream_transport", str, "aiohttp", "upstream transport under httpx: 'aiohttp' (httpx-aiohttp) or 'httpx' (httpx's own)"),
     Option("log_level", str, "info", "debug, info, warning or error"),
     Option("embedder", str, "local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)"),
+    Option("model_cache", str, "", "where the distilled local embedding model is kept (default ~/.cache/memgate)"),
     Option("embedding_model", str, "text-embedding-3-small", "model name for the 'openai' embedder"),
     Option("hot_users", int, 2048, "users kept in the in-process hot tier"),
-    Option("model_cache", str, "", "directory for the distilled local embedding model (default: <data-dir>/models)"),
     Option("extractor", str, "heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)"),
     Option("extraction_model", str, "gpt-4o-mini", "model for the 'llm' extractor"),
     Option("extraction_api_key", str, "", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True),
@@ -80,11 +84,14 @@ class Settings:
     pool_timeout: float = 10.0
     max_connections: int = 512
     max_body_bytes: int = 16 * 1024 * 1024
+    loop: str = "uvloop"
+    http: str = "httptools"
+    upstream_transport: str = "aiohttp"
     log_level: str = "info"
     embedder: str = "local"
+    model_cache: str = ""
     embedding_model: str = "text-embedding-3-small"
     hot_users: int = 2048
-    model_cache: str = ""
     extractor: str = "heuristic"
     extraction_model: str = "gpt-4o-mini"
     extraction_api_key: str = field(default="", repr=False)
@@ -102,6 +109,9 @@ class Settings:
             raise ConfigError(f"embedder must be 'local', 'minilm' or 'openai', not {self.embedder!r}")
         if self.extractor not in ("heuristic", "llm"):
             raise ConfigError(f"extractor must be 'heuristic' or 'llm', not {self.extractor!r}")
+        for name, allowed in (("loop", ("uvloop", "asyncio")), ("http", ("httptools", "h11")), ("upstream_transport", ("aiohttp", "httpx"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.max_body_bytes <= 0 or self.max_connections <= 0:
             raise ConfigError("max_body_bytes and max_connections must be positive")
 
@@ -112,6 +122,10 @@ class Settings:
     @property
     def lancedb_uri(self) -> str:
         return self.store_uri or str(Path(self.data_dir) / "lancedb")
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return Path(self.model_cache).expanduser() if self.model_cache else Path.home() / ".cache" / "memgate"
 
     @property
     def sqlite_path(self) -> Path:

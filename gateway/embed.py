@@ -26,9 +26,9 @@ M2V_PCA_DIMS = 256
 M2V_DTYPE = "float16"
 M2V_NAME = f"m2v-minilm-{M2V_PCA_DIMS}"
 
-# Measured (bench/bench_embed.py, 2 cores): a short query costs ~0.09 ms in model2vec and a hop
-# to the thread ~0.2 ms more, so small batches run inline; 500 chars caps an inline stall of the
-# event loop at ~0.5 ms (a tenth of the request budget). Bigger batches go to the thread.
+# Measured (bench/bench_embed.py, 2 cores): a short query costs ~0.09 ms in model2vec and the hop
+# to a thread 0.05-0.2 ms more, so small batches run inline; 500 chars caps an inline stall of
+# the event loop at ~0.5 ms (a tenth of the request budget). Bigger batches go to the thread.
 INLINE_MAX_CHARS = 500
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -77,7 +79,7 @@ def error_response(
 
 async def gateway_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    return exc.response()
+    return exc.response(_request_id())
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -85,9 +87,14 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
     kind = "not_found_error" if status == 404 else "invalid_request_error"
-    return error_response(status, str(detail), kind, code=None)
+    return error_response(status, str(detail), kind, code=None, headers=_request_id())
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # Reached only by a gateway bug: say so in OpenAI's shape and keep serving.
-    return error_response(500, "internal gateway error", "server_error", code="internal_error")
+    return error_response(500, "internal gateway error", "server_error", code="internal_error", headers=_request_id())
+
+
+def _request_id() -> dict[str, str]:
+    # Answers that never reach the proxy still carry an id, like every other response.
+    return {"X-Memory-Request-Id": uuid.uuid4().hex}

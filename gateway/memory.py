@@ -7,7 +7,6 @@ import logging
 import re
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
@@ -84,9 +83,8 @@ class MemoryService:
         """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork."""
         from .embed import make_embedder
 
-        cache = Path(settings.model_cache) if settings.model_cache else Path(settings.data_dir) / "models"
         embedder = await asyncio.to_thread(
-            make_embedder, settings.embedder, cache_dir=cache, http_client=http_client, upstream_base=settings.upstream_base,
+            make_embedder, settings.embedder, cache_dir=settings.model_cache_dir, http_client=http_client, upstream_base=settings.upstream_base,
             api_key=settings.extraction_api_key, model=settings.embedding_model,
         )
         if not embedder.dim:  # a remote embedder: the table knows its dimension, else ask the embedder once

@@ -15,6 +15,18 @@ TOKEN_BUCKETS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 ROUTES = ("chat", "passthrough", "admin", "metrics", "health")
 
+# Every value a bounded label can take. The counters start at zero for each, so dashboards and
+# alerts (`rate()`, `sum by`) see a series from the first scrape, not only after the first failure.
+# Code that increments these counters should use these names; new values belong here first.
+UPSTREAM_ERROR_REASONS = ("timeout", "unreachable", "stream_timeout", "stream_unreachable")
+MEMORY_STATUSES = ("ok", "off", "timeout", "degraded")  # X-Memory-Status
+RULES_RELOAD_OUTCOMES = ("ok", "invalid")
+HOT_TIER_RESULTS = ("hit", "miss", "reload")  # reload: a hit whose entry is refreshed in the background
+EXTRACTION_OUTCOMES = ("enqueued", "done", "retry", "dead", "dropped")  # dropped: queue full at enqueue
+MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")  # history actions
+CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error")
+HYGIENE_REASONS = ("ttl", "unused", "cap")
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -55,6 +67,19 @@ class Metrics:
         self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
         self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
+
+        for counter, values in (
+            (self.upstream_errors, UPSTREAM_ERROR_REASONS),
+            (self.memory_status, MEMORY_STATUSES),
+            (self.rules_reloads, RULES_RELOAD_OUTCOMES),
+            (self.hot_tier, HOT_TIER_RESULTS),
+            (self.extraction_jobs, EXTRACTION_OUTCOMES),
+            (self.memories_written, MEMORY_WRITE_ACTIONS),
+            (self.captures_skipped, CAPTURE_SKIPPED_REASONS),
+            (self.hygiene_removed, HYGIENE_REASONS),
+        ):
+            for value in values:
+                counter.labels(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

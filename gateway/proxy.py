@@ -26,6 +26,14 @@ from .upstream import Upstream, as_gateway_error, failure_reason, forwardable, r
 log = logging.getLogger("memgate.proxy")
 
 
+class UpstreamBrokeOff(Exception):
+    """The upstream failed after the response headers were sent.
+
+    Raised out of the body so the server drops the client connection without a clean end: the
+    client sees a truncated response, as it would talking to the upstream, not a short success.
+    """
+
+
 class BodyThenCommit(Response):
     """Sends a complete body, then runs `after` before closing the response.
 
@@ -38,7 +46,7 @@ class BodyThenCommit(Response):
         self.body = body
         self.after = after
         self.background = None
-        self.raw_headers = encode_headers(headers)
+        self.raw_headers = encode_headers(headers) + [(b"content-length", str(len(body)).encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -70,7 +78,8 @@ class Proxy:
                 if injected is not None:
                     body = json.dumps(injected, ensure_ascii=False, separators=(",", ":")).encode()
             sent = time.perf_counter()
-            upstream = await self.upstream.open("POST", self.upstream.url(request.url.path), forwardable(request.headers.items()), body)
+            url = self.upstream.url(*raw_target(request))
+            upstream = await self.upstream.open("POST", url, forwardable(request.headers.items()), body)
         except GatewayError as exc:
             if exc.status >= 502:
                 self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
@@ -80,7 +89,8 @@ class Proxy:
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
             return self._stream_chat(ctx, payload, upstream, headers, started, sent)
         try:
-            raw = await upstream.aread()
+            # Raw bytes, not `aread()`: that would decode a gzip body the client asked for and must get as is.
+            raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
         except (httpx.TransportError, OSError) as exc:
             error = as_gateway_error(exc)
             self.metrics.upstream_errors.labels(failure_reason(error)).inc()
@@ -137,6 +147,8 @@ class Proxy:
 
         async def body() -> AsyncIterator[bytes]:
             first = True
+            broken: Exception | None = None
+            finished = False
             try:
                 async for chunk in upstream.aiter_raw():
                     if first:
@@ -145,12 +157,15 @@ class Proxy:
                     yield chunk
                     if capture is not None:
                         capture.feed(chunk)
+                finished = True
             except (httpx.TransportError, OSError) as exc:
-                # Headers are gone already: end the stream; the client sees it truncated.
+                broken = exc
                 metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
                 if capture is not None:
                     capture.failed = True
             finally:
+                if not finished and broken is None:
+                    self._client_gone("chat", ctx.request_id, started)
                 # Runs on completion and when the client vanishes (the generator is cancelled):
                 # closing returns or drops the upstream connection, cancelling the upstream request.
                 await upstream.aclose()
@@ -163,6 +178,8 @@ class Proxy:
                     await memory.capture(ctx, payload, reply)
             self._observe("chat", upstream.status_code, started, sent, upstream_done)
             log.info("request", extra={"request_id": ctx.request_id, "route": "chat", "status": upstream.status_code, "stream": True})
+            if broken is not None:
+                raise UpstreamBrokeOff(ctx.request_id) from broken
 
         return streaming(body(), upstream.status_code, headers)
 
@@ -181,7 +198,7 @@ class Proxy:
         """Forward any other /v1 request untouched, streaming both bodies."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        url = self.upstream.url(request.url.path, request.url.query)
+        url = self.upstream.url(*raw_target(request))
         headers = forwardable(request.headers.items())
         length = request.headers.get("content-length")
         body: bytes | AsyncIterator[bytes] = b""
@@ -198,17 +215,30 @@ class Proxy:
             return self._finish("passthrough", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
         sent = started
         headers = response_headers(upstream.headers) + [("X-Memory-Request-Id", request_id)]
+        upstream_length = upstream.headers.get("content-length")
+        if upstream_length is not None and upstream.status_code not in (204, 304):
+            # The raw bytes go through unchanged, so the upstream's length holds: downloads keep their size.
+            headers.append(("Content-Length", upstream_length))
         metrics = self.metrics
 
         async def body() -> AsyncIterator[bytes]:
+            broken: Exception | None = None
+            finished = False
             try:
                 async for chunk in upstream.aiter_raw():
                     yield chunk
+                finished = True
             except (httpx.TransportError, OSError) as exc:
+                broken = exc
                 metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
             finally:
+                if not finished and broken is None:
+                    self._client_gone("passthrough", request_id, started)
                 await upstream.aclose()
             self._observe("passthrough", upstream.status_code, started, sent, time.perf_counter())
+            log.info("request", extra={"request_id": request_id, "route": "passthrough", "status": upstream.status_code})
+            if broken is not None:
+                raise UpstreamBrokeOff(request_id) from broken
 
         return streaming(body(), upstream.status_code, headers)
 
@@ -221,6 +251,12 @@ class Proxy:
             log.log(level, "request", extra={"request_id": request_id, "route": route, "status": response.status_code})
         return response
 
+    def _client_gone(self, route: str, request_id: str, started: float) -> None:
+        # The client left mid-response (the body generator was cancelled or closed): count and log it
+        # as 499, nginx's "client closed request", so disconnects show on dashboards.
+        self._observe(route, 499, started, None, None)
+        log.info("request", extra={"request_id": request_id, "route": route, "status": 499, "client_disconnected": True})
+
     def _observe(self, route: str, status: int, started: float, sent: float | None, upstream_done: float | None) -> None:
         now = time.perf_counter()
         m = self.metrics
@@ -230,6 +266,20 @@ class Proxy:
             upstream_time = upstream_done - sent
             m.upstream_duration.labels(route).observe(upstream_time)
             m.overhead.labels(route).observe(max(0.0, (now - started) - upstream_time))
+
+
+def raw_target(request: Request) -> tuple[str, str]:
+    """Path and query exactly as the client sent them: a decoded %2F or %3F would change the target.
+
+    Dot segments are refused: the URL layer would resolve `/v1/../admin` to a path outside the
+    upstream's /v1, on the upstream's host.
+    """
+    segments = request.scope["path"].split("/")
+    if "." in segments or ".." in segments:
+        raise BadRequest("request path must not contain '.' or '..' segments", code="invalid_path")
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.scope["path"]
+    return path, request.scope.get("query_string", b"").decode("latin-1")
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -15,8 +15,8 @@ def serve(settings: Settings) -> None:
         build_app(settings),
         host=settings.host,
         port=settings.port,
-        loop="uvloop",  # bench/bench_proxy.py: uvloop + httptools measured fastest here
-        http="httptools",
+        loop=settings.loop,  # bench/bench_proxy.py measures the choices
+        http=settings.http,
         lifespan="on",
         access_log=False,  # the proxy logs each request itself, with its request id
         log_config=None,

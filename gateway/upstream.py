@@ -26,19 +26,26 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "expect",  # the gateway answered the client's 100-continue itself and holds the body
     }
 )
+
+
+AIOHTTP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 def forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Request headers to send upstream: drop hop-by-hop ones and every `X-Memory-*` control header."""
     out = []
+    named: set[str] = set()  # headers a `Connection` header declares hop-by-hop (RFC 9110 7.6.1)
     for name, value in headers:
         lower = name.lower()
+        if lower == "connection":
+            named.update(token.strip().lower() for token in value.split(","))
         if lower in HOP_BY_HOP or lower.startswith("x-memory-"):
             continue
         out.append((name, value))
-    return out
+    return [(n, v) for n, v in out if n.lower() not in named] if named else out
 
 
 def response_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
@@ -70,10 +77,19 @@ class Upstream:
         def session() -> aiohttp.ClientSession:
             # A dummy jar: an upstream Set-Cookie for one caller must never ride on the next one's request.
             connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=30)
-            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",))
+            # No headers of aiohttp's own (Accept, Accept-Encoding, Content-Type...): the upstream sees
+            # what the client sent, and an Accept-Encoding it never sent would get it bytes it cannot read.
+            return aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=AIOHTTP_AUTO_HEADERS
+            )
 
+        transport: httpx.AsyncBaseTransport
+        if settings.upstream_transport == "httpx":
+            transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=30))
+        else:
+            transport = AiohttpTransport(client=session)
         self.client = httpx.AsyncClient(
-            transport=AiohttpTransport(client=session),
+            transport=transport,
             timeout=self.timeout,
             cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
             follow_redirects=False,
@@ -106,7 +122,7 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     """
     cause = exc.__cause__ or exc
     timed_out = isinstance(cause, (TimeoutError, aiohttp.ServerTimeoutError)) or (
-        cause is exc and isinstance(exc, httpx.TimeoutException)
+        not isinstance(cause, aiohttp.ClientError) and isinstance(exc, httpx.TimeoutException)
     )
     if timed_out:
         return UpstreamTimeout(f"upstream timed out ({type(cause).__name__})")

@@ -11,6 +11,7 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
   fake-hangup     drops the connection before answering
   fake-malformed  streams an SSE event that is not JSON
   fake-drip       streams 50 chunks X-Fake-Delay seconds apart (for disconnects and first byte)
+  fake-gzip       JSON reply gzip-encoded (Content-Encoding: gzip), as real upstreams do when asked
 
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
 first-person sentence of the user messages it was sent.
@@ -19,6 +20,7 @@ first-person sentence of the user messages it was sent.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import re
@@ -65,8 +67,18 @@ class FakeUpstream:
         return self
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        async def shutdown() -> None:
+            # Finish every connection handler while the loop still runs: handlers left pending are
+            # finalised later by the garbage collector, against a closed loop, at random moments.
+            self.server.close()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
     @property
     def url(self) -> str:
@@ -110,6 +122,8 @@ class FakeUpstream:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            return  # stop() cancels handlers; end quietly rather than as a cancelled task
         finally:
             self.open_connections -= 1
             writer.close()
@@ -133,10 +147,13 @@ class FakeUpstream:
         lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in headers]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
-    async def _send_json(self, writer: asyncio.StreamWriter, status: int, payload: Any, extra: list[tuple[str, str]] = ()) -> bool:
+    async def _send_json(self, writer: asyncio.StreamWriter, status: int, payload: Any, extra: list[tuple[str, str]] = (), *, gzipped: bool = False, head: bool = False) -> bool:
         data = json.dumps(payload).encode()
+        if gzipped:
+            data = gzip.compress(data)
+            extra = [*extra, ("Content-Encoding", "gzip")]
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Set-Cookie", "upstream_session=secret123; Path=/"), ("X-Upstream", "fake")]
-        writer.write(self._head(status, headers + list(extra)) + data)
+        writer.write(self._head(status, headers + list(extra)) + (b"" if head else data))
         await writer.drain()
         return True
 
@@ -147,8 +164,9 @@ class FakeUpstream:
             if path.startswith("/v1/embeddings"):
                 return await self._send_json(writer, 200, embeddings(json.loads(body)))
             if path.startswith("/v1/models"):
-                return await self._send_json(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
-            return await self._send_json(writer, 200, {"method": method, "path": path, "body_len": len(body), "echo_header": headers.get("x-echo", "")})
+                return await self._send_json(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}, head=method == "HEAD")
+            echo = {"method": method, "path": path, "body_len": len(body), "echo_header": headers.get("x-echo", "")}
+            return await self._send_json(writer, 200, echo, head=method == "HEAD")
         try:
             req = json.loads(body)
             model = str(req.get("model", ""))
@@ -170,7 +188,7 @@ class FakeUpstream:
         text = "echo: " + last_user_text(req.get("messages", []))
         tools = model == "fake-tools"
         if not req.get("stream"):
-            return await self._send_json(writer, 200, completion(model, text, tools))
+            return await self._send_json(writer, 200, completion(model, text, tools), gzipped=model == "fake-gzip" and "gzip" in headers.get("accept-encoding", ""))
         events = stream_events(model, text, tools)
         writer.write(self._head(200, [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]))
         await writer.drain()
