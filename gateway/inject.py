@@ -26,10 +26,16 @@ def quoted(text: str) -> str:
 
 
 def render_line(memory: Memory, template: str) -> str:
-    day = time.strftime("%Y-%m-%d", time.gmtime(memory.created_at or 0))
+    return _line(memory.text, memory.kind, int(memory.created_at or 0) // 86400, template)
+
+
+@lru_cache(maxsize=100_000)
+def _line(text: str, kind: str, day_number: int, template: str) -> str:
+    # Rendering is on the request path and a memory's line never changes: render it once.
+    day = time.strftime("%Y-%m-%d", time.gmtime(day_number * 86400))
     if template == "compact":
-        return f"{day} {quoted(memory.text)}\n"
-    return f"- ({day}, {memory.kind}) {quoted(memory.text)}\n"
+        return f"{day} {quoted(text)}\n"
+    return f"- ({day}, {kind}) {quoted(text)}\n"
 
 
 def render_block(memories: Sequence[Memory], template: str) -> str:
