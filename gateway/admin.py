@@ -150,10 +150,11 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
         text = memory_text(body, required=True)
         kind = memory_kind(field_of(body, "kind", str)) or "fact"
         agent = field_of(body, "agent_id", str)
+        confidence = confidence_of(body)
         memory = Memory(
             id=new_id(), tenant=tenant, user_id=user, text=text, kind=kind,
             agent_id=validate_id(agent, "agent_id") if agent else None,
-            pinned=bool(field_of(body, "pinned", bool)), confidence=confidence_of(body) or 1.0, created_at=time.time(),
+            pinned=bool(field_of(body, "pinned", bool)), confidence=1.0 if confidence is None else confidence, created_at=time.time(),
         )
         await service().write([memory], cause="admin")
         return JSONResponse(memory.public())

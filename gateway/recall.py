@@ -17,6 +17,7 @@ from .store import Memory
 DENSE_WEIGHT = 0.5
 RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
+PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
 RECENCY_DAYS = 90.0
 # A short last message ("and in summer?") borrows this much preceding user text.
 SHORT_QUERY_CHARS = 40
@@ -87,15 +88,19 @@ def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
 
 def rank(
     entry: UserMemories, query: Query, *, agent: str | None = None, top_k: int = 12, min_score: float = 0.0,
-    include_flagged: bool = False, method: str = "score", now: float | None = None,
+    include_flagged: bool = False, method: str = "score", weight: float = DENSE_WEIGHT, now: float | None = None,
 ) -> list[tuple[Memory, float]]:
     """The best `top_k` memories for the query, best first, with their fused relevance scores."""
     if len(entry) == 0 or top_k <= 0:
         return []
-    relevance = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method)
+    relevance = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)
     candidates = np.flatnonzero(entry.visible(agent, include_flagged) & (relevance >= min_score))
     if len(candidates) == 0:
         return []
+    shortlist = PRIOR_SHORTLIST + 4 * top_k
+    if len(candidates) > shortlist:
+        # The prior moves a score by at most PRIOR_WEIGHT: only the head of the relevance order can win.
+        candidates = candidates[np.argpartition(-relevance[candidates], shortlist - 1)[:shortlist]]
     final = relevance[candidates] * (1 + PRIOR_WEIGHT * prior(entry, candidates, now or time.time()))
     if len(candidates) > top_k:
         best = np.argpartition(-final, top_k - 1)[:top_k]

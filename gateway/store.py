@@ -148,7 +148,7 @@ class MemoryStore:
     @classmethod
     async def open(cls, uri: str, embedder_name: str, dim: int) -> MemoryStore:
         db = await lancedb.connect_async(uri, read_consistency_interval=READ_CONSISTENCY)
-        names = await db.table_names()
+        names = (await db.list_tables()).tables
         if TABLE in names:
             table = await db.open_table(TABLE)
             meta = (await table.schema()).metadata or {}
@@ -165,6 +165,20 @@ class MemoryStore:
             store = cls(db, table, embedder_name, dim)
             await store.ensure_indexes()
         return store
+
+    @staticmethod
+    async def recorded(uri: str) -> tuple[str, int] | None:
+        """(embedder name, dimension) recorded with an existing table, or None when there is no table yet."""
+        db = await lancedb.connect_async(uri)
+        try:
+            if TABLE not in (await db.list_tables()).tables:
+                return None
+            table = await db.open_table(TABLE)
+            meta = (await table.schema()).metadata or {}
+            table.close()
+            return meta.get(META_EMBEDDER, b"").decode(), int(meta.get(META_DIM, b"0") or 0)
+        finally:
+            db.close()
 
     async def ensure_indexes(self) -> None:
         """Scalar indexes on the scope columns, full text on text, ANN once the table is large."""

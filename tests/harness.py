@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +31,6 @@ class Gateway:
                      "--data-dir", str(data_dir), "--rules", str(rules)]
         self.env = {**os.environ, "MEMGATE_ADMIN_TOKEN": ADMIN_TOKEN, "MEMGATE_LOG_LEVEL": "info"}
         self.env.pop("MEMGATE_CONFIG", None)
-        # Distilling the local embedding model takes ~15 s: once per machine, shared by every test gateway.
-        self.env.setdefault("MEMGATE_MODEL_CACHE", str(Path(tempfile.gettempdir()) / "memgate-test-models"))
         for name, value in settings.items():
             self.env["MEMGATE_" + name.upper()] = str(value)
         self.proc: subprocess.Popen | None = None

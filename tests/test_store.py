@@ -1,0 +1,80 @@
+"""The store on a real LanceDB table in a temp dir: scoping, escaping, idempotent adds, dimension safety."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.store import Memory, MemoryStore, StoreMismatch
+
+HOSTILE = "x' OR '1'='1"
+
+
+def memory(tenant: str, user: str, text: str, dim: int = 8) -> Memory:
+    vector = np.random.default_rng(len(text)).random(dim, dtype=np.float32)
+    return Memory(id=str(uuid.uuid4()), tenant=tenant, user_id=user, text=text, vector=vector / np.linalg.norm(vector), created_at=1.0)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_quote_laden_user_id_is_a_literal_not_sql(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = await MemoryStore.open(str(tmp_path / "db"), "test", 8)
+        await store.add([memory("t", "bob", "bob's secret"), memory("t", HOSTILE, "hostile's own"), memory(HOSTILE, "bob", "other tenant")])
+        assert [m.text for m in await store.active("t", HOSTILE)] == ["hostile's own"]
+        assert [m.text for m in (await store.list("t", HOSTILE))[0]] == ["hostile's own"]
+        assert await store.users("t") == sorted(["bob", HOSTILE])
+        assert [m.text for m in await store.active(HOSTILE, "bob")] == ["other tenant"]
+        assert await store.forget_user("t", HOSTILE) == 1
+        assert [m.text for m in await store.active("t", "bob")] == ["bob's secret"]
+        await store.aclose()
+
+    run(scenario())
+
+
+def test_adding_the_same_ids_again_inserts_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = await MemoryStore.open(str(tmp_path / "db"), "test", 8)
+        batch = [memory("t", "u", f"fact {i}") for i in range(5)]
+        assert len(await store.add(batch)) == 5
+        assert await store.add(batch) == []
+        assert len(await store.add(batch[:2] + [memory("t", "u", "new")])) == 1
+        assert await store.count("t", "u") == 6
+        await store.aclose()
+
+    run(scenario())
+
+
+def test_reads_never_cross_users_or_tenants(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = await MemoryStore.open(str(tmp_path / "db"), "test", 8)
+        mine = memory("t1", "u", "mine")
+        await store.add([mine, memory("t1", "v", "other user"), memory("t2", "u", "other tenant")])
+        assert await store.get("t1", "v", mine.id) is None and await store.get("t2", "u", mine.id) is None
+        assert await store.delete("t2", "u", [mine.id]) == 0
+        assert await store.update("t1", "v", mine.id, text="stolen") is None
+        assert (await store.get("t1", "u", mine.id)).text == "mine"
+        await store.aclose()
+
+    run(scenario())
+
+
+def test_a_table_never_mixes_embedders_or_dimensions(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        await (await MemoryStore.open(str(tmp_path / "db"), "model-a", 8)).aclose()
+        with pytest.raises(StoreMismatch):
+            await MemoryStore.open(str(tmp_path / "db"), "model-a", 16)
+        with pytest.raises(StoreMismatch):
+            await MemoryStore.open(str(tmp_path / "db"), "model-b", 8)
+        store = await MemoryStore.open(str(tmp_path / "db"), "model-a", 8)
+        with pytest.raises(StoreMismatch):
+            await store.add([memory("t", "u", "wrong dims", dim=4)])
+        await store.aclose()
+
+    run(scenario())
