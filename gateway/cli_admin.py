@@ -1,4 +1,4 @@
-"""CLI twins of the admin API: `memgate memories|users|tenants|queue|export|import`.
+"""CLI twins of the admin API: `memgate memories|users|tenants|queue|hygiene|export|import`.
 
 They talk to a running gateway over HTTP (`--url`, token from `--admin-token` or
 MEMGATE_ADMIN_TOKEN), so the CLI, the API and every replica see one consistent store.
@@ -25,7 +25,10 @@ class AdminClient:
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
         if not token:
             raise CommandError("no admin token: pass --admin-token or set MEMGATE_ADMIN_TOKEN")
-        self.http = httpx.Client(base_url=url.rstrip("/") + "/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        try:
+            self.http = httpx.Client(base_url=url.rstrip("/") + "/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise CommandError(f"invalid --url {url!r}: {exc}") from None
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -135,7 +138,12 @@ def queue_status(args: argparse.Namespace) -> int:
 
 
 def queue_flush(args: argparse.Namespace) -> int:
-    show(client(args).call("POST", "/queue/flush"))
+    show(client(args).call("POST", "/queue/flush", params={"timeout": str(args.timeout)}))
+    return 0
+
+
+def hygiene_run(args: argparse.Namespace) -> int:
+    show(client(args).call("POST", "/hygiene/run"))
     return 0
 
 
@@ -158,20 +166,34 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
+    """Send the file in batches; the server reports bad lines by their number within a batch,
+    mapped back here to the file's line numbers. Exit 1 when any line failed."""
     path = Path(args.file)
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.batch < 1:
+        raise CommandError("--batch must be at least 1")
+    try:
+        numbered = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: not UTF-8 text") from None
     admin = client(args)
-    done = imported = 0
-    for start in range(0, len(lines), args.batch):
-        batch = "\n".join(lines[start : start + args.batch]) + "\n"
-        result = admin.call("POST", "/import", content=batch.encode(), headers={"Content-Type": "application/x-ndjson"})
+    done = imported = skipped = 0
+    failures: list[str] = []
+    for start in range(0, len(numbered), args.batch):
+        batch = numbered[start : start + args.batch]
+        body = "\n".join(line for _, line in batch) + "\n"
+        result = admin.call("POST", "/import", content=body.encode(), headers={"Content-Type": "application/x-ndjson"})
         imported += int(result.get("imported", 0))
-        done += len(lines[start : start + args.batch])
-        progress(done, len(lines))
-    print(f"\nimported {imported} of {len(lines)} memories", file=sys.stderr)
-    return 0
+        skipped += int(result.get("skipped", 0))
+        failures += [f"{path}:{batch[e['line'] - 1][0]}: {e['message']}" for e in result.get("errors", [])]
+        done += len(batch)
+        progress(done, len(numbered))
+    print(file=sys.stderr)
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    print(f"imported {imported}, skipped {skipped} already present, {len(failures)} failed, of {len(numbered)} lines", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def progress(done: int, total: int, width: int = 30) -> None:
@@ -241,7 +263,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=queue_status)
     p = queue.add_parser("flush", help="wait until every job queued so far is done")
     _common(p, user=False)
+    p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds (exit 1)")
     p.set_defaults(func=queue_flush)
+
+    hygiene = sub.add_parser("hygiene", help="memory hygiene (TTL, unused expiry, per-user cap)").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = hygiene.add_parser("run", help="run a hygiene pass now and print what it removed")
+    _common(p, user=False)
+    p.set_defaults(func=hygiene_run)
 
     p = sub.add_parser("export", help="export memories as JSONL")
     _common(p, user=False)

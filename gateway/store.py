@@ -285,6 +285,11 @@ class MemoryStore:
         page = rows[:limit]
         return page, (_cursor_encode(page[-1]) if len(rows) > limit else None)
 
+    async def rows(self, tenant: str, user: str, *, vectors: bool = False) -> list[Memory]:
+        """Every row of one user, superseded ones too, oldest first (export and hygiene)."""
+        columns = None if vectors else [c for c in COLUMNS if c != "vector"]
+        return sorted(await self._query(scope(tenant, user), columns), key=lambda m: (m.created_at, m.id))
+
     async def _distinct(self, column: str, where: str | None = None) -> list[str]:
         q = self.table.query().select([column])
         if where:
