@@ -149,14 +149,22 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
         except UnicodeDecodeError:
             raise BadRequest("import body must be UTF-8 JSONL: one memory object per line", code="invalid_jsonl") from None
         errors: list[dict[str, Any]] = []
-        valid: list[Memory] = []
+        parsed: list[tuple[int, Memory]] = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                valid.append(parse_line(line, svc.embedder.name, svc.embedder.dim))
+                parsed.append((number, parse_line(line, svc.embedder.name, svc.embedder.dim)))
             except ValueError as exc:
                 errors.append({"line": number, "message": str(exc)})
+        owners = await svc.store.owners(sorted({m.id for _, m in parsed}))
+        valid: list[Memory] = []
+        for number, m in parsed:
+            if owners.get(m.id, (m.tenant, m.user_id)) != (m.tenant, m.user_id):
+                errors.append({"line": number, "message": f"id {m.id!r} belongs to another tenant or user: give the memory a new id"})
+            else:
+                valid.append(m)
+        errors.sort(key=lambda e: e["line"])
         imported = 0
         for start in range(0, len(valid), IMPORT_BATCH):
             imported += len(await svc.write(valid[start : start + IMPORT_BATCH], cause="import"))
