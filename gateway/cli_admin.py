@@ -75,7 +75,7 @@ def show(value: Any) -> None:
 
 
 def memories_list(args: argparse.Namespace) -> int:
-    params = {"limit": str(args.limit)} | ({"kind": args.kind} if args.kind else {})
+    params = {"limit": str(args.limit)} | ({"kind": args.kind} if args.kind else {}) | ({"cursor": args.cursor} if args.cursor else {})
     show(client(args).call("GET", user_path(args) + "/memories", params=params))
     return 0
 
@@ -89,6 +89,8 @@ def memories_add(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"text": args.text, "kind": args.kind}
     if args.pin:
         body["pinned"] = True
+    if args.confidence is not None:
+        body["confidence"] = args.confidence
     show(client(args).call("POST", user_path(args) + "/memories", json=body))
     return 0
 
@@ -99,9 +101,9 @@ def memories_get(args: argparse.Namespace) -> int:
 
 
 def memories_update(args: argparse.Namespace) -> int:
-    body = {k: v for k, v in {"text": args.text, "kind": args.kind, "pinned": args.pin}.items() if v is not None}
+    body = {k: v for k, v in {"text": args.text, "kind": args.kind, "pinned": args.pin, "confidence": args.confidence}.items() if v is not None}
     if not body:
-        raise CommandError("nothing to update: pass --text, --kind or --pin/--unpin")
+        raise CommandError("nothing to update: pass --text, --kind, --confidence or --pin/--unpin")
     show(client(args).call("PATCH", f"{user_path(args)}/memories/{quote(args.id, safe='')}", json=body))
     return 0
 
@@ -151,16 +153,23 @@ def export(args: argparse.Namespace) -> int:
     params = {k: v for k, v in {"tenant": args.tenant, "user": args.user}.items() if v}
     if args.vectors:
         params["vectors"] = "true"
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    # Into FILE.part, renamed at the end: a failed export never leaves a truncated file behind.
+    part = Path(args.output + ".part") if args.output else None
+    out = part.open("w", encoding="utf-8") if part else sys.stdout
     count = 0
     try:
         for line in client(args).stream_lines("/export", params):
             if line.strip():
                 out.write(line + "\n")
                 count += 1
-    finally:
-        if out is not sys.stdout:
+    except BaseException:
+        if part:
             out.close()
+            part.unlink(missing_ok=True)
+        raise
+    if part:
+        out.close()
+        part.replace(args.output)
     print(f"exported {count} memories", file=sys.stderr)
     return 0
 
@@ -218,6 +227,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--kind", help="only this kind")
     p.add_argument("--limit", type=int, default=50, help="at most this many")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
     p.set_defaults(func=memories_list)
     p = memories.add_parser("search", help="hybrid search like recall does")
     _common(p)
@@ -229,6 +239,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("text")
     p.add_argument("--kind", default="fact", help="fact, preference, decision, goal, event or note")
     p.add_argument("--pin", action="store_true", help="pin to the always-injected core profile")
+    p.add_argument("--confidence", type=float, help="0 to 1 (default 1)")
     p.set_defaults(func=memories_add)
     for name, func, text in (("get", memories_get, "show one memory"), ("delete", memories_delete, "delete one memory"), ("history", memories_history, "every change to one memory")):
         p = memories.add_parser(name, help=text)
@@ -242,6 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind")
     p.add_argument("--pin", dest="pin", action="store_const", const=True, default=None, help="pin to the core profile")
     p.add_argument("--unpin", dest="pin", action="store_const", const=False, help="unpin")
+    p.add_argument("--confidence", type=float, help="0 to 1")
     p.set_defaults(func=memories_update)
 
     users = sub.add_parser("users", help="list users or forget one").add_subparsers(dest="action", required=True, metavar="ACTION")

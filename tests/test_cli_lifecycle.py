@@ -113,6 +113,8 @@ def test_cli_errors_are_one_line_with_exit_code_1(gateway: Gateway, tmp_path: Pa
     assert "404" in fails(gateway, *user("memories", "get", "no-such-memory", name="erin"))
     assert "no admin token" in fails(gateway, "tenants", token="")
     assert "no such file" in fails(gateway, "import", str(tmp_path / "missing.jsonl"))
+    assert "401" in fails(gateway, "export", "-o", str(tmp_path / "out.jsonl"), token="not-the-token")
+    assert list(tmp_path.iterdir()) == []  # a failed export leaves no (partial) file
 
 
 def test_import_reports_bad_lines_by_file_line_number_and_keeps_the_good_ones(gateway: Gateway, tmp_path: Path) -> None:
