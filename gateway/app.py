@@ -16,9 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .admin import admin_routes
+from .admin_data import admin_data_routes
 from .config import Settings
 from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
 from .extraction import Extraction
+from .hygiene import Hygiene
 from .inflight import InFlight
 from .memory import MemoryLayer, MemoryService
 from .metrics import Metrics
@@ -40,6 +42,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     extraction = Extraction(settings, metrics, upstream)
     state: dict[str, bool] = {"ready": False}
     memory: dict[str, MemoryService] = {}  # opened in the lifespan: LanceDB must start after any fork
+    hygiene = Hygiene(settings, metrics, lambda: rules.current, lambda: memory.get("service"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -51,6 +54,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         await extraction.open(service)  # SQLite queue + history; recovers jobs a crash left running
         proxy.memory = MemoryLayer(service, metrics, enqueue=extraction.capture)
         app.state.memory = service
+        hygiene_task = asyncio.create_task(hygiene.periodic())
         state["ready"] = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
@@ -58,6 +62,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         finally:
             state["ready"] = False
             watcher.cancel()
+            hygiene_task.cancel()
+            await asyncio.gather(hygiene_task, return_exceptions=True)
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             proxy.memory = None
@@ -84,6 +90,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *admin_routes(lambda: memory.get("service"), settings.admin_token, metrics),
         *extraction.routes(lambda: memory.get("service")),
+        *admin_data_routes(lambda: memory.get("service"), settings.admin_token, metrics, settings.max_body_bytes, hygiene),
     ]
     app = Starlette(
         routes=routes,

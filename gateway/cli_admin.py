@@ -1,4 +1,4 @@
-"""CLI twins of the admin API: `memgate memories|users|tenants|queue|export|import`.
+"""CLI twins of the admin API: `memgate memories|users|tenants|queue|hygiene|export|import`.
 
 They talk to a running gateway over HTTP (`--url`, token from `--admin-token` or
 MEMGATE_ADMIN_TOKEN), so the CLI, the API and every replica see one consistent store.
@@ -25,7 +25,10 @@ class AdminClient:
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
         if not token:
             raise CommandError("no admin token: pass --admin-token or set MEMGATE_ADMIN_TOKEN")
-        self.http = httpx.Client(base_url=url.rstrip("/") + "/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        try:
+            self.http = httpx.Client(base_url=url.rstrip("/") + "/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise CommandError(f"invalid --url {url!r}: {exc}") from None
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -72,7 +75,7 @@ def show(value: Any) -> None:
 
 
 def memories_list(args: argparse.Namespace) -> int:
-    params = {"limit": str(args.limit)} | ({"kind": args.kind} if args.kind else {})
+    params = {"limit": str(args.limit)} | ({"kind": args.kind} if args.kind else {}) | ({"cursor": args.cursor} if args.cursor else {})
     show(client(args).call("GET", user_path(args) + "/memories", params=params))
     return 0
 
@@ -86,6 +89,8 @@ def memories_add(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"text": args.text, "kind": args.kind}
     if args.pin:
         body["pinned"] = True
+    if args.confidence is not None:
+        body["confidence"] = args.confidence
     show(client(args).call("POST", user_path(args) + "/memories", json=body))
     return 0
 
@@ -96,9 +101,9 @@ def memories_get(args: argparse.Namespace) -> int:
 
 
 def memories_update(args: argparse.Namespace) -> int:
-    body = {k: v for k, v in {"text": args.text, "kind": args.kind, "pinned": args.pin}.items() if v is not None}
+    body = {k: v for k, v in {"text": args.text, "kind": args.kind, "pinned": args.pin, "confidence": args.confidence}.items() if v is not None}
     if not body:
-        raise CommandError("nothing to update: pass --text, --kind or --pin/--unpin")
+        raise CommandError("nothing to update: pass --text, --kind, --confidence or --pin/--unpin")
     show(client(args).call("PATCH", f"{user_path(args)}/memories/{quote(args.id, safe='')}", json=body))
     return 0
 
@@ -135,7 +140,12 @@ def queue_status(args: argparse.Namespace) -> int:
 
 
 def queue_flush(args: argparse.Namespace) -> int:
-    show(client(args).call("POST", "/queue/flush"))
+    show(client(args).call("POST", "/queue/flush", params={"timeout": str(args.timeout)}))
+    return 0
+
+
+def hygiene_run(args: argparse.Namespace) -> int:
+    show(client(args).call("POST", "/hygiene/run"))
     return 0
 
 
@@ -143,35 +153,56 @@ def export(args: argparse.Namespace) -> int:
     params = {k: v for k, v in {"tenant": args.tenant, "user": args.user}.items() if v}
     if args.vectors:
         params["vectors"] = "true"
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    # Into FILE.part, renamed at the end: a failed export never leaves a truncated file behind.
+    part = Path(args.output + ".part") if args.output else None
+    out = part.open("w", encoding="utf-8") if part else sys.stdout
     count = 0
     try:
         for line in client(args).stream_lines("/export", params):
             if line.strip():
                 out.write(line + "\n")
                 count += 1
-    finally:
-        if out is not sys.stdout:
+    except BaseException:
+        if part:
             out.close()
+            part.unlink(missing_ok=True)
+        raise
+    if part:
+        out.close()
+        part.replace(args.output)
     print(f"exported {count} memories", file=sys.stderr)
     return 0
 
 
 def import_(args: argparse.Namespace) -> int:
+    """Send the file in batches; the server reports bad lines by their number within a batch,
+    mapped back here to the file's line numbers. Exit 1 when any line failed."""
     path = Path(args.file)
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.batch < 1:
+        raise CommandError("--batch must be at least 1")
+    try:
+        numbered = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: not UTF-8 text") from None
     admin = client(args)
-    done = imported = 0
-    for start in range(0, len(lines), args.batch):
-        batch = "\n".join(lines[start : start + args.batch]) + "\n"
-        result = admin.call("POST", "/import", content=batch.encode(), headers={"Content-Type": "application/x-ndjson"})
+    done = imported = skipped = 0
+    failures: list[str] = []
+    for start in range(0, len(numbered), args.batch):
+        batch = numbered[start : start + args.batch]
+        body = "\n".join(line for _, line in batch) + "\n"
+        result = admin.call("POST", "/import", content=body.encode(), headers={"Content-Type": "application/x-ndjson"})
         imported += int(result.get("imported", 0))
-        done += len(lines[start : start + args.batch])
-        progress(done, len(lines))
-    print(f"\nimported {imported} of {len(lines)} memories", file=sys.stderr)
-    return 0
+        skipped += int(result.get("skipped", 0))
+        failures += [f"{path}:{batch[e['line'] - 1][0]}: {e['message']}" for e in result.get("errors", [])]
+        done += len(batch)
+        progress(done, len(numbered))
+    print(file=sys.stderr)
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    print(f"imported {imported}, skipped {skipped} already present, {len(failures)} failed, of {len(numbered)} lines", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def progress(done: int, total: int, width: int = 30) -> None:
@@ -196,6 +227,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--kind", help="only this kind")
     p.add_argument("--limit", type=int, default=50, help="at most this many")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
     p.set_defaults(func=memories_list)
     p = memories.add_parser("search", help="hybrid search like recall does")
     _common(p)
@@ -207,6 +239,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("text")
     p.add_argument("--kind", default="fact", help="fact, preference, decision, goal, event or note")
     p.add_argument("--pin", action="store_true", help="pin to the always-injected core profile")
+    p.add_argument("--confidence", type=float, help="0 to 1 (default 1)")
     p.set_defaults(func=memories_add)
     for name, func, text in (("get", memories_get, "show one memory"), ("delete", memories_delete, "delete one memory"), ("history", memories_history, "every change to one memory")):
         p = memories.add_parser(name, help=text)
@@ -220,6 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind")
     p.add_argument("--pin", dest="pin", action="store_const", const=True, default=None, help="pin to the core profile")
     p.add_argument("--unpin", dest="pin", action="store_const", const=False, help="unpin")
+    p.add_argument("--confidence", type=float, help="0 to 1")
     p.set_defaults(func=memories_update)
 
     users = sub.add_parser("users", help="list users or forget one").add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -241,7 +275,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=queue_status)
     p = queue.add_parser("flush", help="wait until every job queued so far is done")
     _common(p, user=False)
+    p.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds (exit 1)")
     p.set_defaults(func=queue_flush)
+
+    hygiene = sub.add_parser("hygiene", help="memory hygiene (TTL, unused expiry, per-user cap)").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = hygiene.add_parser("run", help="run a hygiene pass now and print what it removed")
+    _common(p, user=False)
+    p.set_defaults(func=hygiene_run)
 
     p = sub.add_parser("export", help="export memories as JSONL")
     _common(p, user=False)

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from .app import build_app
 from .config import Settings
+from .inject import TEMPLATES, quoted
 
 SCRIPT = {
     "alice": [
@@ -126,9 +127,21 @@ async def run_demo(out: Any = print, rules_dir: str | None = None, embedder: str
     return {"extracted": extracted, "injected": injected}
 
 
+def recall_worked(result: dict[str, Any]) -> bool:
+    """Each user had memories extracted, and their later request carried a memory block (in
+    inject.py's rendering) quoting their own memories and none of another user's."""
+    marker = TEMPLATES["default"][0].split("\n")[0]  # the block's opening tag
+    for user, block in result["injected"].items():
+        own = result["extracted"].get(user) or []
+        others = [t for u, texts in result["extracted"].items() if u != user for t in texts]
+        if not own or marker not in block or not any(quoted(t) in block for t in own) or any(quoted(t) in block for t in others):
+            return False
+    return True
+
+
 def main() -> int:
     result = asyncio.run(run_demo())
-    ok = all(result["extracted"].values()) and all("<memories" in block or "memor" in block.lower() for block in result["injected"].values())
+    ok = recall_worked(result)
     print("demo finished:", "memory works" if ok else "no memory was injected (see above)")
     return 0 if ok else 1
 

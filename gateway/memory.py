@@ -166,6 +166,17 @@ class MemoryService:
         await self._record(old, "delete", old.text, None, cause)
         return True
 
+    async def remove(self, tenant: str, user: str, memories: list[Memory], action: str, cause: str) -> int:
+        """Delete several of one user's memories in one commit, recording `action` (expire, evict) for each."""
+        if not memories:
+            return 0
+        removed = await self.store.delete(tenant, user, [m.id for m in memories])
+        self._commits += 1
+        self.hot.removed(tenant, user, [m.id for m in memories])
+        for m in memories:
+            await self._record(m, action, m.text, None, cause)
+        return removed
+
     async def forget_user(self, tenant: str, user: str) -> int:
         removed = await self.store.forget_user(tenant, user)
         self.hot.forget(tenant, user)

@@ -285,6 +285,19 @@ class MemoryStore:
         page = rows[:limit]
         return page, (_cursor_encode(page[-1]) if len(rows) > limit else None)
 
+    async def rows(self, tenant: str, user: str, *, vectors: bool = False) -> list[Memory]:
+        """Every row of one user, superseded ones too, oldest first (export and hygiene)."""
+        columns = None if vectors else [c for c in COLUMNS if c != "vector"]
+        return sorted(await self._query(scope(tenant, user), columns), key=lambda m: (m.created_at, m.id))
+
+    async def owners(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """(tenant, user) of each id already stored anywhere: ids are global, so an import must not
+        claim one that another user holds (the upsert on id would silently keep theirs)."""
+        if not ids:
+            return {}
+        rows = await self.table.query().where(one_of("id", ids)).select(["id", "tenant", "user_id"]).to_arrow()
+        return {i: (t, u) for i, t, u in zip(rows.column("id").to_pylist(), rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist())}
+
     async def _distinct(self, column: str, where: str | None = None) -> list[str]:
         q = self.table.query().select([column])
         if where:

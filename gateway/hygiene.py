@@ -1,0 +1,125 @@
+"""Memory hygiene: retention (TTL), expiry of memories never recalled, and a per-user cap.
+
+Rules match requests, but a user's memories serve every request of that user, so hygiene maps a
+user to the first `[[rule]]` whose match names only `tenant` and/or `user` globs (model, path and
+header left at their defaults) and matches the user; otherwise the `[defaults]`. A rule that also
+matches on model, path or headers never decides retention.
+
+Per user, in order (pinned memories are never removed by any of them):
+- `ttl_days` > 0: memories created longer ago are expired (reason `ttl`).
+- `expire_unused_days` > 0: memories not recalled within that many days (since their last use,
+  or since creation when never used) are expired (reason `unused`).
+- the cap (`max_memories`, or the gateway's `max_memories_per_user` when 0): above it, the least
+  useful active memories are evicted (reason `cap`). Superseded rows do not count toward the cap.
+
+Only the cap is on by default. Removals go through MemoryService (hot tier coherent) and are
+recorded in the history with action `expire` or `evict` and cause `hygiene`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any, Callable
+
+from .config import Settings
+from .memory import MemoryService
+from .metrics import HYGIENE_REASONS, Metrics
+from .rules import Match, RequestFacts, RuleSet, RuleSettings
+from .store import Memory
+
+log = logging.getLogger("memgate.hygiene")
+
+DAY = 86400.0
+RECENCY_DAYS = 30.0  # a memory last used (or made) this many days ago has lost 63% of its recency score
+CAUSE = "hygiene"
+
+
+def retention_for(rules: RuleSet, tenant: str, user: str) -> RuleSettings:
+    """The settings that govern one user's retention (see the module docstring)."""
+    default = Match()
+    for rule in rules.rules:
+        m = rule.match
+        only_identity = m.model == default.model and m.path == default.path and not m.header
+        if only_identity and m.matches(RequestFacts(tenant=tenant, user=user)):
+            return rule.settings
+    return rules.defaults
+
+
+def usefulness(m: Memory, now: float) -> float:
+    """Higher is more useful: recalled often, recently, and held with confidence."""
+    last = m.last_used_at or m.created_at or now
+    recency = math.exp(-max(0.0, now - last) / (RECENCY_DAYS * DAY))
+    return math.log1p(m.use_count) + recency + m.confidence
+
+
+def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float) -> dict[str, list[Memory]]:
+    """What to remove from one user's rows, by reason. Pure: the tests and the pass share it."""
+    out: dict[str, list[Memory]] = {reason: [] for reason in HYGIENE_REASONS}
+    keep: list[Memory] = []
+    for m in rows:
+        if m.pinned:
+            keep.append(m)
+        elif rule.ttl_days > 0 and (m.created_at or now) < now - rule.ttl_days * DAY:
+            out["ttl"].append(m)
+        elif rule.expire_unused_days > 0 and (m.last_used_at or m.created_at or now) < now - rule.expire_unused_days * DAY:
+            out["unused"].append(m)
+        else:
+            keep.append(m)
+    cap = rule.max_memories or default_cap
+    active = [m for m in keep if m.superseded_by is None]
+    if cap > 0 and len(active) > cap:
+        candidates = sorted((m for m in active if not m.pinned), key=lambda m: (usefulness(m, now), m.created_at, m.id))
+        out["cap"] = candidates[: len(active) - cap]
+    return out
+
+
+class Hygiene:
+    def __init__(self, settings: Settings, metrics: Metrics, rules: Callable[[], RuleSet], memory: Callable[[], MemoryService | None]) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.rules = rules
+        self.memory = memory
+        self._lock = asyncio.Lock()  # one pass at a time (the periodic task and the admin route)
+
+    async def run(self) -> dict[str, Any]:
+        """One pass over every user; returns how many memories each reason removed."""
+        service = self.memory()
+        if service is None:
+            return {"users": 0, "removed": {reason: 0 for reason in HYGIENE_REASONS}}
+        async with self._lock:
+            await service.flush_usage()  # recall counts still in memory decide what is "unused"
+            removed = {reason: 0 for reason in HYGIENE_REASONS}
+            users = 0
+            ruleset = self.rules()
+            for tenant in await service.store.tenants():
+                for user in await service.store.users(tenant):
+                    users += 1
+                    rule = retention_for(ruleset, tenant, user)
+                    doomed = plan(await service.store.rows(tenant, user), rule, self.settings.max_memories_per_user, time.time())
+                    for reason, memories in doomed.items():
+                        if memories:
+                            await service.remove(tenant, user, memories, "evict" if reason == "cap" else "expire", CAUSE)
+                            self.metrics.hygiene_removed.labels(reason).inc(len(memories))
+                            removed[reason] += len(memories)
+            if any(removed.values()):
+                log.info("hygiene pass removed memories", extra={"removed": removed, "users": users})
+            return {"users": users, "removed": removed}
+
+    async def periodic(self) -> None:
+        """Every `hygiene_interval` seconds: a pass, then compaction (removals leave deletion files, and
+        a compacted table is the easiest to back up)."""
+        interval = self.settings.hygiene_interval
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run()
+                service = self.memory()
+                if service is not None:  # docs/operations.md (backups) counts on this compaction
+                    await service.store.optimize()
+            except Exception:
+                log.warning("hygiene pass failed; will retry next interval", exc_info=True)
