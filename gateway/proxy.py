@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from .config import Settings
 from .errors import BadRequest, GatewayError, PayloadTooLarge
-from .exchange import ChatContext, MemoryLayer, Reply, memory_modes
+from .exchange import ChatContext, MemoryLayer, memory_modes
 from .identity import bearer_token, identify
 from .metrics import Metrics
 from .rules import RequestFacts
@@ -98,17 +99,13 @@ class Proxy:
         finally:
             await upstream.aclose()
         upstream_done = time.perf_counter()
-        after = None
+        after: Callable[[], Awaitable[None]] | None = None
         if ctx.write and self.memory is not None:
             reply = reply_from_json(raw, upstream.headers.get("content-encoding", "")) if upstream.status_code == 200 else None
             if reply is None:
                 self.metrics.captures_skipped.labels("failed" if upstream.status_code != 200 else "unreadable").inc()
             else:
-                memory = self.memory
-
-                async def after() -> None:
-                    await memory.capture(ctx, payload, reply)
-
+                after = functools.partial(self.memory.capture, ctx, payload, reply)
         response = BodyThenCommit(raw, upstream.status_code, headers, after)
         return self._finish("chat", response, started, sent, request_id, upstream_done)
 

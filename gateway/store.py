@@ -222,13 +222,15 @@ class MemoryStore:
             if m.kind not in KINDS:
                 raise ValueError(f"unknown memory kind {m.kind!r}")
             by_scope.setdefault((m.tenant, m.user_id), []).append(m.id)
-        present: set[str] = set()
-        for (tenant, user), ids in by_scope.items():
-            rows = await self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', ids)}").select(["id"]).to_arrow()
-            present.update(rows.column("id").to_pylist())
-        fresh = list({m.id: m for m in memories if m.id not in present}.values())
+        # One query for the whole batch; every clause is scoped to its own tenant and user.
+        clauses = " OR ".join(f"({scope(tenant, user)} AND {one_of('id', ids)})" for (tenant, user), ids in by_scope.items())
+        rows = await self.table.query().where(clauses).select(["id", "tenant", "user_id"]).to_arrow()
+        present = set(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()))
+        fresh = list({(m.tenant, m.user_id, m.id): m for m in memories if (m.tenant, m.user_id, m.id) not in present}.values())
         if fresh:
-            result = await self.table.merge_insert("id").when_not_matched_insert_all().execute(self._arrow(fresh))
+            # Keyed like every other write, by (id, tenant, user_id): an id another user happens to
+            # hold (an import, say) can neither block this insert nor touch that user's row.
+            result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_not_matched_insert_all().execute(self._arrow(fresh))
             self._own(result.version)
         return fresh
 
@@ -289,14 +291,6 @@ class MemoryStore:
         """Every row of one user, superseded ones too, oldest first (export and hygiene)."""
         columns = None if vectors else [c for c in COLUMNS if c != "vector"]
         return sorted(await self._query(scope(tenant, user), columns), key=lambda m: (m.created_at, m.id))
-
-    async def owners(self, ids: list[str]) -> dict[str, tuple[str, str]]:
-        """(tenant, user) of each id already stored anywhere: ids are global, so an import must not
-        claim one that another user holds (the upsert on id would silently keep theirs)."""
-        if not ids:
-            return {}
-        rows = await self.table.query().where(one_of("id", ids)).select(["id", "tenant", "user_id"]).to_arrow()
-        return {i: (t, u) for i, t, u in zip(rows.column("id").to_pylist(), rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist())}
 
     async def _distinct(self, column: str, where: str | None = None) -> list[str]:
         q = self.table.query().select([column])

@@ -34,13 +34,12 @@ def test_export_round_trips_every_field_into_another_scope(admin: httpx.Client) 
     assert {r["user_id"] for r in export(admin, tenant="exp-a")} == {"u1", "u2"}
     assert {"exp-a"} <= {r["tenant"] for r in export(admin)}
 
-    taken = admin.post("/import", content=json.dumps({**rows[0], "tenant": "exp-b"})).json()  # ids are global
-    assert taken["imported"] == 0 and "belongs to another" in taken["errors"][0]["message"]
-    moved = {**rows[0], "tenant": "exp-b", "id": "exp-moved"}
-    assert admin.post("/import", content=json.dumps(moved)).json() == {"imported": 1, "skipped": 0, "failed": 0, "errors": []}
-    assert export(admin, tenant="exp-b", user="u1") == [moved]
-    assert admin.post("/import", content=json.dumps(moved)).json()["skipped"] == 1
-
+    # Ids are scoped like everything else: the same id in another tenant is an independent copy.
+    copied = {**rows[0], "tenant": "exp-b"}
+    assert admin.post("/import", content=json.dumps(copied)).json() == {"imported": 1, "skipped": 0, "failed": 0, "errors": []}
+    assert export(admin, tenant="exp-b", user="u1") == [copied]
+    assert export(admin, tenant="exp-a", user="u1") == [made]
+    assert admin.post("/import", content=json.dumps(copied)).json()["skipped"] == 1
 
 def test_vectors_are_reused_from_the_same_embedder_and_re_embedded_otherwise(admin: httpx.Client) -> None:
     admin.post("/tenants/vec-a/users/u1/memories", json={"text": "My cat is called Pixel"})

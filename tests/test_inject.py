@@ -4,7 +4,6 @@ in the model's context window), counted here independently with tiktoken."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Iterator
 
 import pytest
