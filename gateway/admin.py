@@ -99,6 +99,18 @@ def memory_id_of(request: Request) -> str:
     return validate_id(request.path_params["id"], "memory id")
 
 
+def opened(memory: Callable[[], MemoryService | None]) -> MemoryService:
+    """The memory service, or 503 while the app's lifespan has not opened it yet."""
+    current = memory()
+    if current is None:
+        raise Unavailable("memory is not open yet; retry shortly")
+    return current
+
+
+def memory_not_found(mid: str) -> NotFound:
+    return NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+
+
 def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics) -> list[Route]:
     """The memories part of the admin API, or nothing when no admin token is configured.
 
@@ -108,10 +120,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
         return []
 
     def service() -> MemoryService:
-        current = memory()
-        if current is None:
-            raise Unavailable("memory is not open yet; retry shortly")
-        return current
+        return opened(memory)
 
     async def known_user(tenant: str, user: str) -> None:
         if await service().store.count(tenant, user) == 0:
@@ -178,7 +187,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
         mid = memory_id_of(request)
         memory = await service().store.get(tenant, user, mid)
         if memory is None:
-            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+            raise memory_not_found(mid)
         return JSONResponse(memory.public())
 
     async def patch_memory(request: Request) -> Response:
@@ -195,14 +204,14 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             pinned=field_of(body, "pinned", bool), confidence=confidence_of(body), cause="admin",
         )
         if memory is None:
-            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+            raise memory_not_found(mid)
         return JSONResponse(memory.public())
 
     async def delete_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
         if not await service().delete(tenant, user, mid, cause="admin"):
-            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+            raise memory_not_found(mid)
         return JSONResponse({"id": mid, "object": "memory", "deleted": True})
 
     def route(path: str, handler: Handler, methods: list[str]) -> Route:

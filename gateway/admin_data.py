@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .admin import MAX_TEXT_CHARS, PREFIX, guarded
-from .errors import BadRequest, GatewayError, PayloadTooLarge, Unavailable
+from .admin import MAX_TEXT_CHARS, PREFIX, guarded, opened
+from .errors import BadRequest, GatewayError, PayloadTooLarge
 from .identity import validate_id
 from .memory import MemoryService
 from .metrics import Metrics
@@ -114,10 +114,7 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
         return []
 
     def service() -> MemoryService:
-        current = memory()
-        if current is None:
-            raise Unavailable("memory is not open yet; retry shortly")
-        return current
+        return opened(memory)
 
     async def export(request: Request) -> Response:
         params = request.query_params

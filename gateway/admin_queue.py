@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .admin import PREFIX, guarded, memory_id_of, scope_of
-from .errors import BadRequest, NotFound, Unavailable
+from .admin import PREFIX, guarded, memory_id_of, memory_not_found, opened, scope_of
+from .errors import BadRequest
 from .metrics import Metrics
 
 MAX_FLUSH_SECONDS = 600.0
@@ -47,16 +47,14 @@ def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Ca
         changes = await history.for_memory(tenant, user, mid)
         service = memory()
         if not changes and (service is None or await service.store.get(tenant, user, mid) is None):
-            raise NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
+            raise memory_not_found(mid)
         return JSONResponse({"id": mid, "history": changes})
 
     async def forget_user(request: Request) -> Response:
         """Queued jobs first (so none writes again), then memories, then their history."""
         queue, history = extraction.require_open()
         tenant, user = scope_of(request)
-        service = memory()
-        if service is None:
-            raise Unavailable("memory is not open yet; retry shortly")
+        service = opened(memory)
         jobs = await queue.forget_user(tenant, user)
         memories = await service.forget_user(tenant, user)
         changes = await history.forget_user(tenant, user)
