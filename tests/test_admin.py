@@ -111,9 +111,9 @@ def test_search_ranks_the_relevant_memory_first(admin: httpx.Client, gateway: Ga
         ("GET", user_path() + "?limit=abc", None, 400, "limit"),
         ("GET", user_path() + "?kind=poem", None, 400, "kind"),
         ("GET", user_path() + "?cursor=not-a-cursor", None, 400, "cursor"),
-        ("GET", user_path() + "/" + str(uuid.uuid4()), None, 404, "id"),
+        ("GET", user_path() + "/" + "6df229c1-30b4-4e66-a7ab-ad2d74bf219c", None, 404, "id"),
         ("GET", user_path() + "/bad%20id", None, 400, "memory id"),
-        ("PATCH", user_path() + "/" + str(uuid.uuid4()), {"text": "x"}, 404, "id"),
+        ("PATCH", user_path() + "/" + "1b4e28ba-2fa1-41d2-883f-0016d3cca427", {"text": "x"}, 404, "id"),
         ("GET", "/tenants/bad tenant/users", None, 400, "tenant"),
     ],
 )

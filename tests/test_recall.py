@@ -119,6 +119,7 @@ def test_pinned_memories_come_first_even_when_unrelated_to_the_question(start_ga
         add_memory(gw, "sk-pin", "carol", f"I visited museum number {i} in Paris last spring")
     add_memory(gw, "sk-pin", "carol", "I am allergic to peanuts", pinned=True)
     response = chat(gw, "sk-pin", "carol", [{"role": "user", "content": "Which museums in Paris did I visit?"}])
+    assert response.headers["X-Memory-Status"] == "ok", gw.log()[-3000:]
     texts = injected_texts(upstream.last_chat())
     assert texts[0] == "I am allergic to peanuts"
     assert int(response.headers["X-Memory-Injected"]) == len(texts) > 3
