@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+from typing import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from gateway.identity import key_fingerprint
 
 from .harness import Gateway
 
@@ -89,3 +94,130 @@ def test_the_gateway_still_serves_after_the_fuzzing(gateway: Gateway) -> None:
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert gateway.metric("memgate_requests_total", route="chat", status="500") == 0
+
+
+# -- the admin API ---------------------------------------------------------------------------------
+
+FUZZ_KEY = "sk-fuzz-admin"
+FUZZ_USER = "fuzz-owner"
+
+
+def fuzz_path(user: str = FUZZ_USER) -> str:
+    return f"/tenants/{key_fingerprint(FUZZ_KEY)}/users/{user}/memories"
+
+
+@pytest.fixture(scope="module")
+def owned(gateway: Gateway) -> dict[str, str]:
+    """A user with two memories, so refused requests can be checked to change nothing."""
+    with gateway.admin() as admin:
+        ids = [admin.post(fuzz_path(), json={"text": text}).json()["id"] for text in ("I keep bees", "My bike is blue")]
+    return {"first": ids[0], "second": ids[1]}
+
+
+@pytest.fixture(scope="module")
+def admin(gateway: Gateway) -> Iterator[httpx.Client]:
+    with gateway.admin() as client:
+        yield client
+
+
+def listing(gateway: Gateway) -> list[tuple[str, str]]:
+    with gateway.admin() as admin:
+        response = admin.get(fuzz_path(), params={"limit": 500})
+    assert response.status_code == 200, response.text
+    return sorted((m["id"], m["text"]) for m in response.json()["memories"])
+
+
+def assert_admin_answer(response: httpx.Response) -> None:
+    """Never a 500; every error OpenAI-shaped."""
+    assert response.status_code < 500, (response.status_code, response.text)
+    if response.status_code >= 400:
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"]
+
+
+@pytest.mark.parametrize(
+    "method, suffix, content",
+    [
+        ("POST", "", b"[" * 100_000),
+        ("POST", "", b'{"text": "I like kites", "confidence": 1' + b"0" * 400 + b"}"),
+        ("POST", "", b'{"text": "I like \\ud800 kites"}'),
+        ("POST", "/search", b'{"query": "kites \\udc00"}'),
+        ("POST", "/search", b'{"query": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        ("PATCH", "/{first}", b'{"text": "I like \\ud800 kites"}'),
+        ("PATCH", "/{first}", b'{"confidence": -1' + b"0" * 400 + b"}"),
+        ("PATCH", "/{first}", b"{" * 100_000),
+    ],
+    ids=["deep-array", "huge-confidence", "lone-surrogate-add", "lone-surrogate-search", "deep-query", "lone-surrogate-patch", "huge-negative-confidence", "deep-object"],
+)
+def test_hostile_admin_bodies_are_a_400_and_change_nothing(gateway: Gateway, owned: dict[str, str], method: str, suffix: str, content: bytes) -> None:
+    before = listing(gateway)
+    with gateway.admin() as admin:
+        response = admin.request(method, fuzz_path() + suffix.format(**owned), content=content, headers={"Content-Type": "application/json"})
+    assert_admin_answer(response)
+    assert response.status_code == 400
+    assert listing(gateway) == before
+
+
+def test_an_admin_body_over_the_limit_is_a_413_without_reading_it_all(gateway: Gateway, owned: dict[str, str]) -> None:
+    before = listing(gateway)
+    with gateway.admin() as admin:
+        response = admin.post(fuzz_path(), content=b'{"text": "' + b"x" * (20 * 1024 * 1024) + b'"}', headers={"Content-Type": "application/json"})
+    assert_admin_answer(response)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    assert listing(gateway) == before
+
+
+admin_bodies = st.one_of(
+    st.binary(max_size=256),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {}, optional={"text": json_values | st.text(max_size=5000), "kind": json_values | st.sampled_from(["fact", "note", "poem"]),
+                      "confidence": json_values | st.integers() | st.floats(), "pinned": json_values, "agent_id": json_values | st.text(max_size=140),
+                      "query": json_values | st.text(max_size=100), "top_k": json_values | st.integers()},
+    ).map(lambda v: json.dumps(v).encode()),
+)
+path_ids = st.one_of(
+    st.text(max_size=140),
+    st.sampled_from(["x' OR '1'='1", "..", "%2e%2e", "a/b", "u" * 129, "", " ", "null", "FUZZ-OWNER", FUZZ_USER + ".", "%00", "a%2Fb"]),
+).map(lambda s: quote(s, safe="'@:+"))  # the server decodes it back to exactly these characters
+query_params = st.fixed_dictionaries(
+    {}, optional={"limit": st.text(max_size=12) | st.integers().map(str), "cursor": st.text(max_size=60) | st.binary(max_size=40).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+                  "kind": st.text(max_size=10), "timeout": st.text(max_size=10)},
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    route=st.sampled_from(["add", "search", "list", "get", "patch", "delete", "history", "users", "flush"]),
+    body=admin_bodies, user=path_ids, memory_id=path_ids, params=query_params, mine=st.booleans(),
+)
+def test_any_admin_request_gets_an_openai_shaped_answer_that_is_not_a_500(
+    admin: httpx.Client, owned: dict[str, str], route: str, body: bytes, user: str, memory_id: str, params: dict[str, str], mine: bool
+) -> None:
+    user = FUZZ_USER if mine else user  # half the cases aim at a real user, so bodies are checked past the lookup
+    tenant = key_fingerprint(FUZZ_KEY)
+    paths = {
+        "add": ("POST", f"/tenants/{tenant}/users/{user}/memories"),
+        "search": ("POST", f"/tenants/{tenant}/users/{user}/memories/search"),
+        "list": ("GET", f"/tenants/{tenant}/users/{user}/memories"),
+        "get": ("GET", f"/tenants/{tenant}/users/{user}/memories/{memory_id}"),
+        "patch": ("PATCH", f"/tenants/{tenant}/users/{user}/memories/{memory_id}"),
+        "delete": ("DELETE", f"/tenants/{tenant}/users/{user}/memories/{memory_id}"),
+        "history": ("GET", f"/tenants/{tenant}/users/{user}/memories/{memory_id}/history"),
+        "users": ("GET", f"/tenants/{user}/users"),
+        "flush": ("POST", "/queue/flush"),
+    }
+    method, path = paths[route]
+    response = admin.request(method, path, content=body if method in ("POST", "PATCH") else None, params=params,
+                             headers={"Content-Type": "application/json"})
+    assert_admin_answer(response)
+    if route in ("add", "patch", "delete") and response.status_code >= 400:
+        # A refused write changed nothing: the owner's memories are all still listed.
+        page = admin.get(fuzz_path(), params={"limit": 500})
+        assert page.status_code == 200 and set(owned.values()) <= {m["id"] for m in page.json()["memories"]}
+
+
+def test_the_admin_api_still_lists_and_counts_after_the_fuzzing(gateway: Gateway, owned: dict[str, str]) -> None:
+    ids = {m[0] for m in listing(gateway)}
+    assert set(owned.values()) <= ids
+    assert gateway.metric("memgate_requests_total", route="admin", status="500") == 0
