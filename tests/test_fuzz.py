@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.identity import key_fingerprint
 
+from .fake_upstream import FakeUpstream
 from .harness import Gateway
 
 json_values = st.recursive(
@@ -221,3 +222,21 @@ def test_the_admin_api_still_lists_and_counts_after_the_fuzzing(gateway: Gateway
     ids = {m[0] for m in listing(gateway)}
     assert set(owned.values()) <= ids
     assert gateway.metric("memgate_requests_total", route="admin", status="500") == 0
+
+
+# -- the proxy with memory on: hostile content reaches recall, injection and the queue -------------------
+
+
+def memory_chat(gateway: Gateway, content: bytes, user: str = FUZZ_USER) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {FUZZ_KEY}", "X-Memory-User-Id": user, "Content-Type": "application/json"}
+    return httpx.post(gateway.v1 + "/chat/completions", content=content, headers=headers, timeout=60)
+
+
+def test_a_lone_surrogate_in_the_prompt_is_forwarded_with_memories_injected(gateway: Gateway, upstream: FakeUpstream, owned: dict[str, str]) -> None:
+    body = b'{"model": "m", "messages": [{"role": "system", "content": "Be kind \\ud800."}, {"role": "user", "content": "Tell me about my bees"}]}'
+    response = memory_chat(gateway, body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-memory-status"] == "ok" and int(response.headers["x-memory-injected"]) >= 1
+    sent = upstream.chat_requests()[-1]
+    assert b"\\ud800" in sent.body  # still the escape the client sent, not invalid UTF-8 on the wire
+    assert "I keep bees" in json.loads(sent.body)["messages"][0]["content"]
