@@ -240,3 +240,14 @@ def test_a_lone_surrogate_in_the_prompt_is_forwarded_with_memories_injected(gate
     sent = upstream.chat_requests()[-1]
     assert b"\\ud800" in sent.body  # still the escape the client sent, not invalid UTF-8 on the wire
     assert "I keep bees" in json.loads(sent.body)["messages"][0]["content"]
+
+
+def test_a_lone_surrogate_in_the_question_still_recalls_and_is_still_learned_from(gateway: Gateway, upstream: FakeUpstream, owned: dict[str, str]) -> None:
+    response = memory_chat(gateway, b'{"model": "m", "messages": [{"role": "user", "content": "What about my bees \\ud800?"}]}')
+    assert response.status_code == 200
+    assert response.headers["x-memory-status"] == "ok" and int(response.headers["x-memory-injected"]) >= 1
+    memory_chat(gateway, b'{"model": "m", "messages": [{"role": "user", "content": "My boat is called Sea\\udc00 Wave."}]}', user="fuzz-sailor")
+    with gateway.admin() as admin:
+        assert admin.post("/queue/flush").json()["done"] is True
+        found = admin.get(f"/tenants/{key_fingerprint(FUZZ_KEY)}/users/fuzz-sailor/memories").json()["memories"]
+    assert [m["text"] for m in found] == ["User's boat is called Sea\ufffd Wave"]
