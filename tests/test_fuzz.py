@@ -251,3 +251,94 @@ def test_a_lone_surrogate_in_the_question_still_recalls_and_is_still_learned_fro
         assert admin.post("/queue/flush").json()["done"] is True
         found = admin.get(f"/tenants/{key_fingerprint(FUZZ_KEY)}/users/fuzz-sailor/memories").json()["memories"]
     assert [m["text"] for m in found] == ["User's boat is called Sea\ufffd Wave"]
+
+
+nested_content = st.recursive(
+    st.text(max_size=30) | st.none() | st.integers(),
+    lambda children: st.lists(children, max_size=3)
+    | st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "x"]), "text": children}, optional={"image_url": children}),
+    max_leaves=20,
+)
+memory_messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "system", "assistant", "developer", "tool"]), "content": nested_content},
+        optional={"name": json_values, "tool_calls": json_values},
+    ),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(messages=memory_messages, extra=st.fixed_dictionaries({}, optional={"stream": st.booleans(), "max_tokens": json_values, "tools": json_values}))
+def test_any_message_shape_with_memory_on_is_served_never_a_500(gateway: Gateway, owned: dict[str, str], messages: list, extra: dict) -> None:
+    messages = [*messages, {"role": "user", "content": "and my bees?"}]  # so recall always has a query and injects
+    response = memory_chat(gateway, json.dumps({"model": "m", "messages": messages, **extra}).encode())
+    assert_openai_error_or_upstream(response)
+    assert response.status_code != 500
+
+
+@pytest.mark.parametrize("depth", [100, 900, 990, 998])
+def test_deeply_nested_content_with_memory_on_is_served_or_refused_never_a_500(gateway: Gateway, owned: dict[str, str], depth: int) -> None:
+    nested = b"[" * depth + b'"x"' + b"]" * depth
+    body = b'{"model": "m", "messages": [{"role": "user", "content": ' + nested + b'}, {"role": "user", "content": "my bees?"}]}'
+    response = memory_chat(gateway, body)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_ten_thousand_messages_with_memory_on_are_served_and_learned_from_once(gateway: Gateway, upstream: FakeUpstream, owned: dict[str, str]) -> None:
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} about bees"} for i in range(10_000)]
+    turns.append({"role": "user", "content": "My hive is called Hive Ten Thousand."})
+    response = memory_chat(gateway, json.dumps({"model": "m", "messages": turns}).encode(), user="fuzz-many")
+    assert response.status_code == 200 and response.headers["x-memory-status"] == "ok"
+    assert len(upstream.chat_requests()[-1].json()["messages"]) == 10_001
+    with gateway.admin() as admin:
+        assert admin.post("/queue/flush").json()["done"] is True
+        found = admin.get(f"/tenants/{key_fingerprint(FUZZ_KEY)}/users/fuzz-many/memories").json()["memories"]
+    assert [m["text"] for m in found] == ["User's hive is called Hive Ten Thousand"]  # only the new turn, not 10k
+
+
+def test_a_body_just_under_the_default_limit_with_memory_on_is_served_and_one_over_is_a_413(gateway: Gateway, owned: dict[str, str]) -> None:
+    limit = 16 * 1024 * 1024
+    frame = b'{"model": "m", "messages": [{"role": "user", "content": "%s"}]}'
+    under = frame.replace(b"%s", b"bees " * ((limit - len(frame)) // 5))
+    assert limit - 8 <= len(under) <= limit
+    response = memory_chat(gateway, under)
+    # Exactly counting 16 MB of prompt outlasts recall_timeout_ms: memory fails open, the request is served.
+    assert response.status_code == 200 and response.headers["x-memory-status"] in ("ok", "timeout")
+    over = frame.replace(b"%s", b"b" * (limit - len(frame) + 3))
+    response = memory_chat(gateway, over)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Memory-User-Id": "u" * 10_000},
+        {"X-Memory-User-Id": FUZZ_USER, "X-Memory-Mode": "read-write\x7f"},
+        {"X-Memory-User-Id": FUZZ_USER, "X-Memory-Agent-Id": "a\tb"},
+        {"X-Memory-User-Id": FUZZ_USER, "Content-Length": "-1"},
+        {"X-Memory-User-Id": FUZZ_USER, "Content-Length": "99999999999999999999999"},
+        {"X-Memory-User-Id": FUZZ_USER, "Authorization": "Bearer " + "k" * 8000},
+        {"X-Memory-User-Id": "caf\xe9"},
+    ],
+    ids=["huge-user", "mode-control-char", "agent-tab", "negative-length", "huge-length", "huge-key", "latin1-user"],
+)
+def test_bad_headers_are_refused_in_openai_shape_or_served(gateway: Gateway, headers: dict[str, str]) -> None:
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        lines = [b"POST /v1/chat/completions HTTP/1.1", b"Host: x", b"Connection: close", b"Content-Type: application/json"]
+        lines += [f"{k}: {v}".encode("latin-1") for k, v in headers.items()]
+        if "Content-Length" not in headers:
+            lines.append(b"Content-Length: %d" % len(body))
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    assert status in (200, 400, 413), reply[:300]
+    if status != 200 and payload:
+        assert set(json.loads(payload)["error"]) == {"message", "type", "param", "code"}
+    assert httpx.get(gateway.url + "/healthz").status_code == 200
