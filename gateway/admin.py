@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import time
 from typing import Any, Awaitable, Callable
 
@@ -20,11 +19,13 @@ from .errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailabl
 from .identity import bearer_token, validate_id
 from .memory import MemoryService, new_id
 from .metrics import Metrics
+from .proxy import read_body
 from .store import KINDS, Memory
 
 PREFIX = "/admin/v1"
 MAX_TEXT_CHARS = 4000
 MAX_LIMIT = 500
+MAX_BODY_BYTES = 1024 * 1024  # an admin JSON body holds one memory (<= 4000 characters) or a query
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -49,9 +50,10 @@ def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
 
 
 async def json_body(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, MAX_BODY_BYTES)
     try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
@@ -71,11 +73,20 @@ def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], req
     return value
 
 
+def unicode_text(value: str, name: str) -> str:
+    """`value` if it is valid Unicode: JSON can carry lone surrogates (\\ud800), which no store or model can."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"field '{name}' contains invalid Unicode (a lone surrogate)", param=name, code="invalid_field") from None
+    return value
+
+
 def memory_text(body: dict[str, Any], required: bool) -> str | None:
     text = field_of(body, "text", str, required)
     if text is not None and not (0 < len(text.strip()) and len(text) <= MAX_TEXT_CHARS):
         raise BadRequest(f"field 'text' must be 1-{MAX_TEXT_CHARS} characters, not blank", param="text", code="invalid_field")
-    return text
+    return None if text is None else unicode_text(text, "text")
 
 
 def memory_kind(value: Any) -> str | None:
@@ -86,7 +97,8 @@ def memory_kind(value: Any) -> str | None:
 
 def confidence_of(body: dict[str, Any]) -> float | None:
     value = field_of(body, "confidence", (int, float))
-    if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+    # A plain range check: NaN fails it, and a 400-digit integer is compared without becoming a float.
+    if value is not None and not 0 <= value <= 1:
         raise BadRequest("field 'confidence' must be between 0 and 1", param="confidence", code="invalid_field")
     return None if value is None else float(value)
 
@@ -171,7 +183,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
     async def search(request: Request) -> Response:
         tenant, user = scope_of(request)
         body = await json_body(request)
-        query = field_of(body, "query", str, required=True)
+        query = unicode_text(field_of(body, "query", str, required=True), "query")
         if not query.strip():
             raise BadRequest("field 'query' must not be blank", param="query", code="invalid_field")
         top_k = field_of(body, "top_k", int)

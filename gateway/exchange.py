@@ -48,6 +48,16 @@ class MemoryLayer(Protocol):
         """Durably enqueue the exchange for extraction."""
 
 
+def well_formed(text: str) -> str:
+    """`text` with lone surrogates (a JSON escape like \\ud800 that is not Unicode) replaced by U+FFFD,
+    so embedders, tokenizers and SQLite can take it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def memory_modes(header: str | None, rule: RuleSettings) -> tuple[bool, bool]:
     """(read, write) allowed for a request: the `X-Memory-Mode` header narrows what the rule allows."""
     mode = (header or "read-write").strip().lower()

@@ -53,7 +53,11 @@ _INSTRUCTION = re.compile(
     | \b(act|behave)\s+as\b | \bpretend\s+(to\s+be|you)\b | \broleplay\s+as\b
     | \b(reveal|print|leak|show)\b[^.!?\n]{0,30}\b(password|secret|api\s*key|credentials?|prompt)\b
     | \bjailbreak\b | \bdeveloper\s+mode\b
-    | <\s*/?\s*(system|instructions?|im_start|im_end)\b
+    | <\s*/?\s*(system|instructions?|im_start|im_end|memgate)
+    | <\|\s*(im_start|im_end|system|endoftext|start_header_id|eot_id)\b | \[/?INST\]
+    | (^|\n)[\s#>*\-]*(system|assistant|developer)\s*:
+    | \b(ignore|disregard|forget)\s+(everything|anything|all)\s+(above|before|else|previous|prior)\b
+    | \bnew\s+(task|rules?|role|persona|system\s+prompt)\s*:
     | \b(the\s+)?(assistant|model|AI)\s+(must|should|will)\s+(always|never|ignore|obey)\b
     | \bwants?\s+(you|the\s+assistant|the\s+model)\s+to\s+(ignore|disregard|always|never|reveal|obey)\b
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exchange import Reply
+from .exchange import Reply, well_formed
 from .extract import Message
 
 MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
@@ -49,7 +49,7 @@ def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...]) 
             break
     out = []
     for m in messages[start:]:
-        role, text = str(m.get("role")), _text(m.get("content")).strip()
+        role, text = str(m.get("role")), well_formed(_text(m.get("content"))).strip()
         if not text:
             continue
         if role == "assistant":
@@ -57,5 +57,5 @@ def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...]) 
         elif role in roles:
             out.append(Message(role, text[:MAX_TEXT]))
     if "assistant" in roles and reply.content.strip():
-        out.append(Message("assistant", reply.content[:MAX_TEXT]))
+        out.append(Message("assistant", well_formed(reply.content[:MAX_TEXT])))
     return out

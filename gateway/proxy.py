@@ -77,7 +77,7 @@ class Proxy:
             if ctx.read and self.memory is not None:
                 injected = await self.memory.recall_into(ctx, payload)
                 if injected is not None:
-                    body = json.dumps(injected, ensure_ascii=False, separators=(",", ":")).encode()
+                    body = encode_json(injected)
             sent = time.perf_counter()
             url = self.upstream.url(*raw_target(request))
             upstream = await self.upstream.open("POST", url, forwardable(request.headers.items()), body)
@@ -263,6 +263,14 @@ class Proxy:
             upstream_time = upstream_done - sent
             m.upstream_duration.labels(route).observe(upstream_time)
             m.overhead.labels(route).observe(max(0.0, (now - started) - upstream_time))
+
+
+def encode_json(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; escaped ASCII when the client sent lone surrogates (valid JSON, not valid UTF-8)."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def raw_target(request: Request) -> tuple[str, str]:

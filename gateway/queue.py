@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import aiosqlite
 
-from .exchange import ChatContext, Reply
+from .exchange import ChatContext, Reply, well_formed
 from .extract import Message
 from .jobs import MAX_TEXT, Job, job_messages
 from .metrics import Metrics
@@ -135,7 +135,7 @@ class JobQueue:
         extractor = ctx.rule.extractor or self.default_extractor
         now = time.time()
         row = (ctx.identity.tenant, user, ctx.identity.agent, ctx.identity.session, ctx.rule_name, extractor, json.dumps(roles),
-               json.dumps([[m.role, m.text, m.source] for m in messages], ensure_ascii=False), reply.content[:MAX_TEXT], ctx.request_id, now)
+               json.dumps([[m.role, m.text, m.source] for m in messages], ensure_ascii=False), well_formed(reply.content[:MAX_TEXT]), ctx.request_id, now)
         try:
             job_id = await self._insert(row)
         except Exception:

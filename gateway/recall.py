@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .exchange import well_formed
 from .hot import CORE_KINDS, UserMemories
 from .keywords import terms
 from .store import Memory
@@ -48,7 +49,7 @@ def query_text(payload: dict[str, Any]) -> str:
     query = users[-1].strip()
     if len(query) < SHORT_QUERY_CHARS and len(users) > 1:
         query = users[-2].strip()[-CONTEXT_CHARS:] + "\n" + query
-    return query[-4000:]  # the end of a pasted document says what is being asked
+    return well_formed(query[-4000:])  # the end of a pasted document says what is being asked
 
 
 @dataclass(frozen=True)

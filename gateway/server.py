@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import build_app
 from .config import Settings
 from .logs import configure_logging
+
+
+class OpenAIShapedBadRequest:
+    """Requests the HTTP parser itself refuses (a bad header byte, a negative Content-Length) get the
+    same OpenAI-shaped 400 as every other error, not uvicorn's plain-text one."""
+
+    transport: asyncio.Transport
+
+    def send_400_response(self, msg: str) -> None:
+        error = {"message": msg or "invalid HTTP request", "type": "invalid_request_error", "param": None, "code": "invalid_http_request"}
+        body = json.dumps({"error": error}).encode()
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        self.transport.write(head + body)
+        self.transport.close()
+
+
+class HttpTools(OpenAIShapedBadRequest, HttpToolsProtocol):
+    pass
+
+
+class H11(OpenAIShapedBadRequest, H11Protocol):
+    pass
+
+
+PROTOCOLS: dict[str, type[asyncio.Protocol]] = {"httptools": HttpTools, "h11": H11}
 
 
 def serve(settings: Settings) -> None:
@@ -16,7 +46,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop=settings.loop,  # bench/bench_proxy.py measures the choices
-        http=settings.http,
+        http=PROTOCOLS[settings.http],
         lifespan="on",
         access_log=False,  # the proxy logs each request itself, with its request id
         log_config=None,

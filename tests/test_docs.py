@@ -4,6 +4,7 @@ rule field the code defines is in README.md, and the generated tables there are 
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -43,3 +44,11 @@ def test_every_rule_field_is_documented(field: str) -> None:
 def test_generated_tables_in_readme_are_current() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_config_table.py"), "--check"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_test_the_guarantees_name_exists() -> None:
+    section = README.split("\n## Guarantees\n", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(tests/[\w/]+\.py)::(test_\w+)`", section)
+    assert len(named) >= 20
+    for path, name in named:
+        assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), flags=re.M), f"{path}::{name} is named in README's Guarantees but does not exist"

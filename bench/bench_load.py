@@ -1,0 +1,227 @@
+"""Load and crash safety: N concurrent clients (JSON and streaming, memory on) against a real gateway
+over loopback, optionally SIGKILLed mid-load and restarted on the same data dir; then every accepted
+job's fact must be in the store exactly once, and SQLite and LanceDB must open cleanly.
+
+Each request states a unique fact for a fresh user ("My locker number is N."), so every accepted job
+(a complete 200 with X-Memory-Status ok) must leave exactly one memory "User's locker number is N".
+
+    python bench/bench_load.py                          # 64 clients, 180 s
+    python bench/bench_load.py --duration 240 --kill-at 90
+Prints a table; exits non-zero when a check fails. Loopback only: the upstream is tests/fake_upstream.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fake_upstream import FakeUpstream  # noqa: E402  (the same local upstream the tests use)
+from tests.harness import Gateway  # noqa: E402
+
+KEY = "sk-bench-load"
+FACT = "My locker number is {n}."
+MEMORY = "User's locker number is {n}"
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    accepted: dict[str, int] = field(default_factory=dict)  # user -> n: complete 200s, each a committed job
+    memory_status: dict[str, int] = field(default_factory=dict)  # X-Memory-Status of those (timeout: recall only)
+    errors: list[str] = field(default_factory=list)  # gateway errors outside the kill window
+    kill_window_errors: int = 0
+    rss: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+    latencies: list[float] = field(default_factory=list)
+    killed_at: float | None = None
+    restarted_at: float | None = None
+    duration: float = 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def client_loop(index: int, gw: Gateway, http: httpx.AsyncClient, stop: float, result: Result, counter: list[int], down: threading.Event, pause: float) -> None:
+    seq = 0
+    while time.monotonic() < stop:
+        if pause and seq:
+            await asyncio.sleep(pause)  # pacing (think time), not synchronisation
+        counter[0] += 1
+        n = counter[0]
+        user = f"c{index}-r{seq}"
+        seq += 1
+        stream = n % 2 == 0
+        body = {"model": "gpt-4o", "stream": stream, "messages": [{"role": "user", "content": FACT.format(n=n)}]}
+        headers = {"Authorization": f"Bearer {KEY}", "X-Memory-User-Id": user}
+        started = time.monotonic()
+        result.sent += 1
+        try:
+            async with http.stream("POST", gw.v1 + "/chat/completions", json=body, headers=headers) as response:
+                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            if response.status_code != 200:
+                result.errors.append(f"{response.status_code} {raw[:200]!r}")
+                continue
+            if stream and b"[DONE]" not in raw:
+                result.errors.append("stream ended without [DONE]")
+                continue
+            result.latencies.append(time.monotonic() - started)
+            # A complete answer means the job was committed (before the body's end). A recall past its
+            # timeout ("timeout") still writes; the queue's own drops are checked after the run.
+            status = response.headers.get("x-memory-status", "")
+            result.memory_status[status] = result.memory_status.get(status, 0) + 1
+            result.accepted[user] = n
+        except httpx.TransportError as exc:
+            if down.is_set() or (result.killed_at is not None and result.restarted_at is None):
+                result.kill_window_errors += 1
+                await asyncio.sleep(0.05)  # the gateway is down: try again shortly
+            else:
+                result.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+async def drive(gw: Gateway, clients: int, duration: float, kill_at: float | None, result: Result, pause: float = 0.0) -> None:
+    counter = [0]
+    down = threading.Event()
+    begin = time.monotonic()
+    stop = begin + duration
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        async def sampler() -> None:
+            while time.monotonic() < stop:
+                try:
+                    if gw.proc is not None and gw.proc.poll() is None:
+                        result.rss.append((time.monotonic() - begin, rss_mb(gw.proc.pid)))
+                except OSError:
+                    pass
+                await asyncio.sleep(1.0)
+
+        async def killer() -> None:
+            if kill_at is None:
+                return
+            await asyncio.sleep(kill_at)
+            down.set()
+            result.killed_at = time.monotonic() - begin
+            gw.kill()  # SIGKILL: no shutdown, no flush
+            await asyncio.to_thread(gw.start)  # same port, same data dir
+            result.restarted_at = time.monotonic() - begin
+            down.clear()
+
+        await asyncio.gather(sampler(), killer(), *(client_loop(i, gw, http, stop, result, counter, down, pause) for i in range(clients)))
+    result.duration = time.monotonic() - begin
+
+
+def verify(gw: Gateway, result: Result, data_dir: Path, sample: int = 200) -> dict[str, object]:
+    """Flush, check a sample through the admin API, stop, then read SQLite and LanceDB directly."""
+    checks: dict[str, object] = {}
+    with gw.admin() as admin:
+        flushed = admin.post("/queue/flush", params={"timeout": 600}, timeout=660).json()
+        checks["queue_after_flush"] = {k: flushed[k] for k in ("depth", "dead_letters", "dropped", "recovered_on_start", "completed")}
+        tenant = next(iter(admin.get("/tenants").json()["tenants"]))
+        users = sorted(result.accepted)[:: max(1, len(result.accepted) // sample)]
+        missing_via_admin = 0
+        for user in users:
+            response = admin.get(f"/tenants/{tenant}/users/{user}/memories")
+            texts = [m["text"] for m in response.json().get("memories", [])] if response.status_code == 200 else []
+            if texts != [MEMORY.format(n=result.accepted[user])]:
+                missing_via_admin += 1
+        checks["admin_sample"] = f"{len(users) - missing_via_admin}/{len(users)} found"
+    gw.stop()
+
+    db = sqlite3.connect(data_dir / "memgate.sqlite3")
+    checks["sqlite_integrity"] = db.execute("PRAGMA integrity_check").fetchone()[0]
+    checks["jobs_left"] = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+    db.close()
+
+    import lancedb
+
+    table = lancedb.connect(str(data_dir / "lancedb")).open_table("memories")
+    rows = table.to_arrow().select(["id", "user_id", "text", "superseded_by"]).to_pylist()
+    checks["lancedb_rows"] = len(rows)
+    ids = [r["id"] for r in rows]
+    per_user: dict[str, list[str]] = {}
+    for r in rows:
+        per_user.setdefault(r["user_id"], []).append(r["text"])
+    checks["duplicate_ids"] = len(ids) - len(set(ids))
+    checks["duplicate_texts"] = sum(len(t) - len(set(t)) for t in per_user.values())
+    lost = [u for u, n in result.accepted.items() if MEMORY.format(n=n) not in per_user.get(u, [])]
+    checks["lost"] = len(lost)
+    checks["lost_examples"] = lost[:5]
+    return checks
+
+
+def run(clients: int = 64, duration: float = 180.0, kill_at: float | None = None, pause: float = 0.0, data_dir: Path | None = None, **settings: object) -> tuple[Result, dict[str, object]]:
+    work = Path(tempfile.mkdtemp(prefix="memgate-load-"))
+    data = data_dir or work / "data"
+    upstream = FakeUpstream().start()
+    gw = Gateway(upstream.url, data, tenant_mode="key", log_level="warning", **settings).start()
+    result = Result()
+    try:
+        asyncio.run(drive(gw, clients, duration, kill_at, result, pause))
+        checks = verify(gw, result, data)
+    finally:
+        gw.stop()
+        upstream.stop()
+    return result, checks
+
+
+def table(result: Result, checks: dict[str, object], clients: int) -> str:
+    lat = sorted(result.latencies) or [0.0]
+    rss = [mb for _, mb in result.rss] or [0.0]
+    rows = [
+        ("clients", clients),
+        ("duration s", f"{result.duration:.1f}"),
+        ("requests sent", result.sent),
+        ("throughput req/s", f"{len(result.latencies) / max(result.duration, 1e-9):.0f}"),
+        ("latency p50 / p99 ms", f"{lat[len(lat) // 2] * 1000:.1f} / {lat[int(len(lat) * 0.99)] * 1000:.1f}"),
+        ("gateway errors", len(result.errors)),
+        ("connection errors in kill window", result.kill_window_errors),
+        ("killed at / ready again s", f"{result.killed_at:.1f} / {result.restarted_at:.1f}" if result.killed_at is not None else "-"),
+        ("X-Memory-Status of 200s", json.dumps(result.memory_status, sort_keys=True)),
+        ("jobs accepted", len(result.accepted)),
+        ("memories in LanceDB", checks["lancedb_rows"]),
+        ("accepted jobs lost", checks["lost"]),
+        ("duplicate ids / texts", f"{checks['duplicate_ids']} / {checks['duplicate_texts']}"),
+        ("queue after flush", json.dumps(checks["queue_after_flush"])),
+        ("jobs left in SQLite", checks["jobs_left"]),
+        ("admin list sample", checks["admin_sample"]),
+        ("SQLite integrity_check", checks["sqlite_integrity"]),
+        ("RSS start / peak / end MB", f"{rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of load")
+    parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL the gateway this many seconds in, then restart it")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds each client waits between requests (0: closed loop)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    result, checks = run(args.clients, args.duration, args.kill_at, args.pause)
+    print(f"(load, flush and verification took {time.monotonic() - started:.0f} s)")
+    print(table(result, checks, args.clients))
+    for error in result.errors[:10]:
+        print("error:", error)
+    ok = not result.errors and checks["lost"] == 0 and checks["queue_after_flush"]["dropped"] == 0 and checks["duplicate_ids"] == 0 and checks["duplicate_texts"] == 0 and checks["sqlite_integrity"] == "ok"
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
