@@ -39,8 +39,23 @@ class H11(OpenAIShapedBadRequest, H11Protocol):
 PROTOCOLS: dict[str, type[asyncio.Protocol]] = {"httptools": HttpTools, "h11": H11}
 
 
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one: every client, upstream connection and
+    LanceDB fragment holds a descriptor, and the usual soft limit of 1024 is soon reached."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    raise_open_file_limit()
     config = uvicorn.Config(
         build_app(settings),
         host=settings.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -14,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
+
+MAX_CONCURRENT_READS = 8  # LanceDB reads at once; each holds open files for every fragment
 
 KINDS = ("fact", "preference", "decision", "goal", "event", "note")
 TABLE = "memories"
@@ -144,6 +147,7 @@ class MemoryStore:
         self.schema = schema(dim, embedder_name)
         # Versions this process committed: a hot tier seeing only these needs no reload.
         self.own_versions: set[int] = set()
+        self._reads = asyncio.Semaphore(MAX_CONCURRENT_READS)
 
     @classmethod
     async def open(cls, uri: str, embedder_name: str, dim: int) -> MemoryStore:
@@ -211,7 +215,13 @@ class MemoryStore:
         q = self.table.query().where(where)
         if columns is not None:
             q = q.select(columns)
-        return _rows_to_memories(await q.to_arrow())
+        return _rows_to_memories(await self._read(q))
+
+    async def _read(self, query: Any) -> pa.Table:
+        # A LanceDB read opens files of every data fragment: unbounded concurrent reads (extraction
+        # plans a whole batch of users at once) ran out of file handles under load (bench_load.py).
+        async with self._reads:
+            return await query.to_arrow()
 
     async def add(self, memories: list[Memory]) -> list[Memory]:
         """Insert in one commit; ids already present are skipped. Returns the rows actually inserted."""
@@ -224,7 +234,7 @@ class MemoryStore:
             by_scope.setdefault((m.tenant, m.user_id), []).append(m.id)
         # One query for the whole batch; every clause is scoped to its own tenant and user.
         clauses = " OR ".join(f"({scope(tenant, user)} AND {one_of('id', ids)})" for (tenant, user), ids in by_scope.items())
-        rows = await self.table.query().where(clauses).select(["id", "tenant", "user_id"]).to_arrow()
+        rows = await self._read(self.table.query().where(clauses).select(["id", "tenant", "user_id"]))
         present = set(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()))
         fresh = list({(m.tenant, m.user_id, m.id): m for m in memories if (m.tenant, m.user_id, m.id) not in present}.values())
         if fresh:
@@ -296,7 +306,7 @@ class MemoryStore:
         q = self.table.query().select([column])
         if where:
             q = q.where(where)
-        values = (await q.to_arrow()).column(column)
+        values = (await self._read(q)).column(column)
         return sorted(v for v in pc.unique(values).to_pylist() if v is not None)
 
     async def tenants(self) -> list[str]:
@@ -316,7 +326,7 @@ class MemoryStore:
         keys: list[tuple[str, str, str]] = []
         counts: list[int] = []
         for (tenant, user), ids in by_scope.items():
-            rows = await self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', ids)}").select(["id", "use_count"]).to_arrow()
+            rows = await self._read(self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', ids)}").select(["id", "use_count"]))
             for mid, count in zip(rows.column("id").to_pylist(), rows.column("use_count").to_pylist()):
                 keys.append((tenant, user, mid))
                 counts.append(int(count or 0) + usage[(tenant, user, mid)][0])
