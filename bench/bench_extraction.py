@@ -130,7 +130,7 @@ def enqueue_cost(samples: int) -> tuple[float, float]:
 
 
 def latency(upstream: FakeUpstream, work: Path, samples: int) -> list[tuple[str, float, float]]:
-    gw = Gateway(upstream.url, work / "latency", tenant_mode="none").start()
+    gw = Gateway(upstream.url, work / "latency", production_rules=True, tenant_mode="none").start()
     rows = []
     try:
         with httpx.Client(timeout=30) as client:

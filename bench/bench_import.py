@@ -52,14 +52,14 @@ def main() -> None:
                 text = f"I like {WORDS[i % len(WORDS)]} number {i} and {WORDS[(i * 7) % len(WORDS)]}"
                 f.write(json.dumps({"id": f"m{i}", "tenant": "bench", "user_id": f"u{i % args.users}", "text": text, "created_at": now - i}) + "\n")
         rows = []
-        first = Gateway(upstream.url, root / "a").start()
+        first = Gateway(upstream.url, root / "a", production_rules=True).start()
         try:
             rows.append(("import (re-embed)", cli(first, "import", str(plain))))
             exported = root / "vectors.jsonl"
             rows.append(("export --vectors", cli(first, "export", "--vectors", "-o", str(exported))))
         finally:
             first.stop()
-        second = Gateway(upstream.url, root / "b").start()
+        second = Gateway(upstream.url, root / "b", production_rules=True).start()
         try:
             rows.append(("import (vectors)", cli(second, "import", str(exported))))
         finally:

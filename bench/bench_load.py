@@ -168,7 +168,7 @@ def run(clients: int = 64, duration: float = 180.0, kill_at: float | None = None
     work = Path(tempfile.mkdtemp(prefix="memgate-load-"))
     data = data_dir or work / "data"
     upstream = FakeUpstream().start()
-    gw = Gateway(upstream.url, data, tenant_mode="key", log_level="warning", **settings).start()
+    gw = Gateway(upstream.url, data, production_rules=True, tenant_mode="key", log_level="warning", **settings).start()
     result = Result()
     try:
         asyncio.run(drive(gw, clients, duration, kill_at, result, pause))

@@ -137,7 +137,7 @@ def part_one(seconds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="memgate-bench-"))
     upstream, upstream_url = start_upstream()
     asyncio.run(seed_user(work / "data", 1000))
-    gw = Gateway(upstream_url, work / "data", rules=ROOT / "rules", log_level="warning").start()
+    gw = Gateway(upstream_url, work / "data", production_rules=True, log_level="warning").start()
     try:
         base = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json", "X-Memory-User-Id": USER}
         # Warm the user into the hot tier and check injection really happens.

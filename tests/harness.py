@@ -42,17 +42,23 @@ def rules_for_tests(rules: Path | None, scratch: Path) -> Path:
         (scratch / "zz-test-defaults.toml").write_text(TEST_DEFAULTS)
         return scratch
     rules = Path(rules)
+    if rules.resolve() == (ROOT / "rules").resolve():
+        return rules_for_tests(None, scratch)  # never write into the repository's own rules
     if rules.is_dir() and not (rules / "00-test-defaults.toml").exists():
         (rules / "00-test-defaults.toml").write_text(TEST_DEFAULTS)
     return rules
 
 
 class Gateway:
-    def __init__(self, upstream_url: str, data_dir: Path, rules: Path | str | None = None, **settings: object) -> None:
+    def __init__(self, upstream_url: str, data_dir: Path, rules: Path | str | None = None, *, production_rules: bool = False, **settings: object) -> None:
+        """`production_rules=True` runs the shipped rules unchanged (benchmarks measure those)."""
         self.port = free_port()
         self.data_dir = data_dir
         self.log_path = data_dir.parent / f"gateway-{self.port}.log"
-        rules = rules_for_tests(Path(rules) if rules is not None else None, data_dir.parent / f"rules-{self.port}")
+        if production_rules:
+            rules = ROOT / "rules"
+        else:
+            rules = rules_for_tests(Path(rules) if rules is not None else None, data_dir.parent / f"rules-{self.port}")
         self.args = [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), "--upstream", upstream_url,
                      "--data-dir", str(data_dir), "--rules", str(rules)]
         self.env = {**os.environ, "MEMGATE_ADMIN_TOKEN": ADMIN_TOKEN, "MEMGATE_LOG_LEVEL": "info"}
