@@ -20,8 +20,6 @@ log = logging.getLogger("memgate.hot")
 Key = tuple[str, str]
 # Another replica's write shows up here within this many seconds (plus LanceDB's consistency interval).
 REVALIDATE_SECONDS = 1.0
-# Past this many unseen commits, assume some were foreign rather than checking each.
-MAX_VERSION_GAP = 10_000
 
 
 class UserMemories:
@@ -117,6 +115,9 @@ class HotTier:
         key = (tenant, user)
         entry = self.entries.get(key)
         if entry is None:
+            if key not in self._loading and not await self.store.scopes.may_have(tenant, user):
+                self.metrics.hot_tier.labels("empty").inc()
+                return UserMemories([], self.store.dim, version=0)  # not cached: the first write makes it a real miss
             self.metrics.hot_tier.labels("miss").inc()
             return await self._load_once(key)
         self.entries.move_to_end(key)
@@ -125,7 +126,7 @@ class HotTier:
         if now - entry.checked >= REVALIDATE_SECONDS:
             entry.checked = now
             latest = await self.store.version()
-            if not self._foreign_commits(entry.version, latest):
+            if not self.store.foreign_commits(entry.version, latest):
                 entry.version = latest  # only our own commits, already applied here
             elif key not in self._loading:
                 self.metrics.hot_tier.labels("reload").inc()
@@ -133,14 +134,6 @@ class HotTier:
                 self._reloads.add(task)
                 task.add_done_callback(self._reloads.discard)
         return entry
-
-    def _foreign_commits(self, seen: int, latest: int) -> bool:
-        if latest <= seen:
-            return False
-        if latest - seen > MAX_VERSION_GAP:
-            return True
-        own = self.store.own_versions
-        return any(v not in own for v in range(seen + 1, latest + 1))
 
     async def _load_once(self, key: Key) -> UserMemories:
         # One load per user at a time, in its own task: a caller that times out does not cancel it,

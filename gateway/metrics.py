@@ -21,7 +21,8 @@ ROUTES = ("chat", "passthrough", "admin", "metrics", "health")
 UPSTREAM_ERROR_REASONS = ("timeout", "unreachable", "stream_timeout", "stream_unreachable")
 MEMORY_STATUSES = ("ok", "off", "timeout", "degraded")  # X-Memory-Status
 RULES_RELOAD_OUTCOMES = ("ok", "invalid")
-HOT_TIER_RESULTS = ("hit", "miss", "reload")  # reload: a hit whose entry is refreshed in the background
+# empty: a user the store holds nothing for, answered without a read; reload: a hit refreshed in the background
+HOT_TIER_RESULTS = ("hit", "miss", "empty", "reload")
 EXTRACTION_OUTCOMES = ("enqueued", "done", "retry", "dead", "dropped")  # dropped: queue full at enqueue
 MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")  # history actions
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error")

@@ -16,6 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
+from .scopes import ScopeDirectory
+
+# Past this many unseen commits, assume some were another replica's rather than checking each.
+MAX_VERSION_GAP = 10_000
 MAX_CONCURRENT_READS = 8  # LanceDB reads at once; each holds open files for every fragment
 
 KINDS = ("fact", "preference", "decision", "goal", "event", "note")
@@ -148,6 +152,7 @@ class MemoryStore:
         # Versions this process committed: a hot tier seeing only these needs no reload.
         self.own_versions: set[int] = set()
         self._reads = asyncio.Semaphore(MAX_CONCURRENT_READS)
+        self.scopes = ScopeDirectory(self._scope_pairs, self.version, self.foreign_commits)
 
     @classmethod
     async def open(cls, uri: str, embedder_name: str, dim: int) -> MemoryStore:
@@ -168,6 +173,7 @@ class MemoryStore:
             table = await db.create_table(TABLE, schema=schema(dim, embedder_name), exist_ok=True)
             store = cls(db, table, embedder_name, dim)
             await store.ensure_indexes()
+        store.scopes.rescan()
         return store
 
     @staticmethod
@@ -211,6 +217,17 @@ class MemoryStore:
     async def version(self) -> int:
         return int(await self.table.version())
 
+    def foreign_commits(self, seen: int, latest: int) -> bool:
+        """Whether a commit after `seen` up to `latest` came from someone else (another replica, the CLI)."""
+        if latest <= seen:
+            return False
+        if latest - seen > MAX_VERSION_GAP:
+            return True
+        return any(v not in self.own_versions for v in range(seen + 1, latest + 1))
+
+    async def _scope_pairs(self) -> pa.Table:
+        return await self._read(self.table.query().select(["tenant", "user_id"]))
+
     async def _query(self, where: str, columns: list[str] | None = None) -> list[Memory]:
         q = self.table.query().where(where)
         if columns is not None:
@@ -232,16 +249,20 @@ class MemoryStore:
             if m.kind not in KINDS:
                 raise ValueError(f"unknown memory kind {m.kind!r}")
             by_scope.setdefault((m.tenant, m.user_id), []).append(m.id)
-        # One query for the whole batch; every clause is scoped to its own tenant and user.
-        clauses = " OR ".join(f"({scope(tenant, user)} AND {one_of('id', ids)})" for (tenant, user), ids in by_scope.items())
-        rows = await self._read(self.table.query().where(clauses).select(["id", "tenant", "user_id"]))
-        present = set(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()))
+        # One query for the whole batch (none for users with no rows yet); every clause is scoped to its own tenant and user.
+        by_scope = {key: ids for key, ids in by_scope.items() if await self.scopes.may_have(*key)}
+        present: set[tuple[str, str, str]] = set()
+        if by_scope:
+            clauses = " OR ".join(f"({scope(tenant, user)} AND {one_of('id', ids)})" for (tenant, user), ids in by_scope.items())
+            rows = await self._read(self.table.query().where(clauses).select(["id", "tenant", "user_id"]))
+            present = set(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()))
         fresh = list({(m.tenant, m.user_id, m.id): m for m in memories if (m.tenant, m.user_id, m.id) not in present}.values())
         if fresh:
             # Keyed like every other write, by (id, tenant, user_id): an id another user happens to
             # hold (an import, say) can neither block this insert nor touch that user's row.
             result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_not_matched_insert_all().execute(self._arrow(fresh))
             self._own(result.version)
+            self.scopes.note((m.tenant, m.user_id) for m in fresh)
         return fresh
 
     async def get(self, tenant: str, user: str, id: str) -> Memory | None:
@@ -358,6 +379,7 @@ class MemoryStore:
         self.own_versions.update(range(before + 1, await self.version() + 1))
 
     async def aclose(self) -> None:
+        await self.scopes.aclose()
         self.table.close()
         self.db.close()
 

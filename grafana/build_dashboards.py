@@ -55,8 +55,9 @@ def mean(metric: str) -> str:
 
 # A missing 5xx series means none yet, not "no data": `or vector(0)` keeps the ratio defined.
 FIVE_XX = rate("memgate_requests_total", selector='{status=~"5.."}')
-HOT_HITS = rate("memgate_hot_tier_lookups_total", selector='{result="hit"}')
-HOT_LOOKUPS = rate("memgate_hot_tier_lookups_total", selector='{result=~"hit|miss"}')  # a reload is an extra event on a hit
+# Served in process: a hit, or a user the store is known to hold nothing for ("empty").
+HOT_HITS = rate("memgate_hot_tier_lookups_total", selector='{result=~"hit|empty"}')
+HOT_LOOKUPS = rate("memgate_hot_tier_lookups_total", selector='{result=~"hit|miss|empty"}')  # a reload is an extra event on a hit
 
 OVERVIEW = [
     Row("Traffic", [

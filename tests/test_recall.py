@@ -152,6 +152,29 @@ def test_a_recall_past_its_timeout_forwards_without_memories(start_gateway, upst
     assert gw.metric("memgate_recall_timeouts_total") >= 1
 
 
+def test_a_first_time_user_costs_no_store_read_yet_gets_memories_the_moment_they_exist(start_gateway, upstream: FakeUpstream) -> None:
+    gw = start_gateway()
+    question = [{"role": "user", "content": "What is my dog called?"}]
+    # Until its first scan of the table finishes, the gateway reads the store for every new user; then it knows.
+    users = iter(f"new-{i}" for i in range(10_000))
+
+    def a_new_user_skips_the_store() -> bool:
+        before = gw.metric("memgate_hot_tier_lookups_total", result="empty")
+        response = chat(gw, "sk-n", next(users), question)
+        assert response.headers["X-Memory-Status"] == "ok" and response.headers["X-Memory-Injected"] == "0"
+        return gw.metric("memgate_hot_tier_lookups_total", result="empty") == before + 1
+
+    assert upstream.wait_for(a_new_user_skips_the_store, timeout=15)
+    misses = gw.metric("memgate_hot_tier_lookups_total", result="miss")
+    add_memory(gw, "sk-n", "pia", "My dog is called Waffle")
+    response = chat(gw, "sk-n", "pia", question)
+    assert response.headers["X-Memory-Injected"] == "1" and injected_texts(upstream.last_chat()) == ["My dog is called Waffle"]
+    assert gw.metric("memgate_hot_tier_lookups_total", result="miss") == misses + 1  # pia now has rows: read once
+    gw.stop()
+    gw.start()  # a restart rebuilds what it knows from the table
+    assert chat(gw, "sk-n", "pia", question).headers["X-Memory-Injected"] == "1"
+
+
 def test_a_second_replica_sees_a_memory_written_through_the_first(start_gateway, upstream: FakeUpstream, tmp_path: Path) -> None:
     shared = tmp_path / "shared-data"
     first, second = start_gateway(data_dir=shared), start_gateway(data_dir=shared)
@@ -181,7 +204,8 @@ def test_a_broken_store_degrades_to_forwarding_without_memories(start_gateway, u
     gw = start_gateway()
     add_memory(gw, "sk-d", "nina", "My dog is called Pixel")
     shutil.rmtree(gw.data_dir / "lancedb")  # the durable tier vanishes under the running gateway
-    response = chat(gw, "sk-d", "omar", [{"role": "user", "content": "What is my dog called?"}])  # a cold user needs the store
+    # nina has memories but is not in the hot tier yet (admin writes do not load users): her recall needs the store
+    response = chat(gw, "sk-d", "nina", [{"role": "user", "content": "What is my dog called?"}])
     assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"].startswith("echo:")
     assert response.headers["X-Memory-Status"] == "degraded" and response.headers["X-Memory-Injected"] == "0"
     assert gw.metric("memgate_memory_status_total", status="degraded") >= 1

@@ -78,3 +78,41 @@ def test_a_table_never_mixes_embedders_or_dimensions(tmp_path: Path) -> None:
         await store.aclose()
 
     run(scenario())
+
+
+async def eventually(check, timeout: float = 15.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def test_the_scope_directory_never_calls_a_user_with_rows_empty(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = str(tmp_path / "db")
+        first = await MemoryStore.open(path, "test", 8)
+        await first.add([memory("t", "known", "a fact")])
+        second = await MemoryStore.open(path, "test", 8)  # another replica, or this one restarted
+        assert await second.scopes.may_have("t", "known")  # before its scan finishes it is unsure, so "maybe"
+
+        async def scanned() -> bool:
+            return second.scopes.seen is not None
+
+        assert await eventually(scanned)
+        assert await second.scopes.may_have("t", "known")
+        assert not await second.scopes.may_have("t", "stranger") and not await second.scopes.may_have("other", "known")
+        await second.add([memory("t", "own", "written here")])
+        assert await second.scopes.may_have("t", "own")  # its own writes count at once
+        await first.add([memory("t", "stranger", "written by the other replica")])
+
+        async def sees_stranger() -> bool:
+            return await second.scopes.may_have("t", "stranger")
+
+        assert await eventually(sees_stranger)  # within the revalidation interval plus a rescan
+        assert [m.text for m in await second.active("t", "stranger")] == ["written by the other replica"]
+        await first.aclose()
+        await second.aclose()
+
+    run(scenario())
