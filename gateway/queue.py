@@ -33,6 +33,7 @@ MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection
 INSERT_JOB = ("INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"
               " VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 LINGER = 0.02  # seconds between enqueue and the job becoming runnable
+FORGET_WAIT = 60.0  # seconds a forget waits for the user's running batch (an LLM call) to finish
 
 
 @dataclass
@@ -64,6 +65,7 @@ class JobQueue:
         self._queued: set[UserKey] = set()  # keys in _ready, so a user is queued once
         self._busy: set[UserKey] = set()  # being processed, or waiting out a backoff
         self._solo: set[UserKey] = set()  # failed recently: retry one job at a time
+        self._running: dict[UserKey, asyncio.Event] = {}  # set when the user's running batch ends
         self._keys: dict[int, str] = {}  # caller API keys by job id: never written anywhere
         self._heap: list[int] = []  # outstanding ids (lazy deletion): the oldest for flush()
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
@@ -197,8 +199,15 @@ class JobQueue:
         }
 
     async def forget_user(self, tenant: str, user: str) -> int:
-        """Drop a user's waiting and dead jobs (a batch already running finishes)."""
+        """Drop a user's waiting and dead jobs. A batch of theirs already running is waited for first,
+        so whatever it writes exists before the caller deletes the user's memories."""
         key = (tenant, user)
+        running = self._running.get(key)
+        if running is not None:
+            try:
+                await asyncio.wait_for(running.wait(), FORGET_WAIT)
+            except TimeoutError:
+                log.warning("forgetting a user while their extraction batch still runs: forget them again after it ends")
         ids = list(self._waiting.pop(key, ()))
         for job_id in ids:
             self._done(job_id)
@@ -270,6 +279,7 @@ class JobQueue:
             if key in self._busy or not self._waiting.get(key):
                 continue
             self._busy.add(key)
+            self._running[key] = asyncio.Event()
             claimed.append((key, self._claim(key)))
         return claimed
 
@@ -289,6 +299,7 @@ class JobQueue:
                     delays[key] = self.backoff
             finally:
                 for key, _ in claimed:
+                    self._running.pop(key).set()
                     self._busy.discard(key)
                     self._schedule(key, delays.get(key, 0.0))
 

@@ -16,6 +16,7 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
 first-person sentence of the user messages it was sent (unless its model is fake-error-NNN); one
 naming `memgate_reconcile` gets a judge's decision (same text: same; same first three words: replaces).
+While `hold_extractions` is cleared, extraction calls wait for it (a test's window on a running batch).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class FakeUpstream:
     cancelled_streams: int = 0
     open_connections: int = 0
     extraction_calls: int = 0
+    hold_extractions: threading.Event = field(default_factory=lambda: set_event(threading.Event()))
 
     def start(self) -> FakeUpstream:
         ready = threading.Event()
@@ -179,6 +181,7 @@ class FakeUpstream:
             return await self._send_json(writer, 200, completion(model, json.dumps(judge_memories(req))))
         if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries
             self.extraction_calls += 1
+            await asyncio.to_thread(self.hold_extractions.wait, 30)
             return await self._send_json(writer, 200, completion(model, json.dumps({"memories": extract_memories(req)})))
         if model.startswith("fake-error-"):
             status = int(model.rsplit("-", 1)[1])
@@ -214,6 +217,11 @@ class FakeUpstream:
             self.cancelled_streams += 1
             return False
         return True
+
+
+def set_event(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def last_user_text(messages: Any) -> str:

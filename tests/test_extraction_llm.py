@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import httpx
+import pytest
 
 from .extraction_helpers import KEY, flush, history, memories, queue_state, say, system_text, texts
 from .fake_upstream import FakeUpstream
@@ -107,3 +110,23 @@ def test_the_llm_judge_settles_a_change_the_text_rules_cannot(start_gateway, ups
     assert texts(gw, "tao") == ["The user is vegan"]
     changes = history(gw, "tao", old["id"])
     assert [c["action"] for c in changes] == ["add", "supersede"] and changes[1]["new_text"] == "The user is vegan"
+
+
+def test_forgetting_a_user_mid_extraction_waits_for_the_batch_and_deletes_what_it_wrote(start_gateway, upstream: FakeUpstream) -> None:
+    gw = start_gateway(tenant_mode="none", extractor="llm")
+    calls = upstream.extraction_calls
+    upstream.hold_extractions.clear()  # the batch will sit in its extraction call until released
+    try:
+        say(gw, "uma", "I live in Utrecht.")
+        assert upstream.wait_for(lambda: upstream.extraction_calls > calls, timeout=15)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool, gw.admin() as admin:
+            forget = pool.submit(admin.delete, "/tenants/default/users/uma")
+            with pytest.raises(concurrent.futures.TimeoutError):
+                forget.result(timeout=0.5)  # still waiting for the running batch
+            upstream.hold_extractions.set()
+            response = forget.result(timeout=30)
+    finally:
+        upstream.hold_extractions.set()
+    assert response.status_code == 200 and response.json()["deleted"]["memories"] == 1  # the batch's memory, written then deleted
+    flush(gw)
+    assert memories(gw, "uma") == [] and queue_state(gw)["depth"] == 0
