@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 from typing import AsyncIterator, Iterable
 
@@ -32,6 +33,7 @@ HOP_BY_HOP = frozenset(
 
 
 AIOHTTP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+SEND_CHUNK = 64 * 1024  # larger bodies go upstream in chunks, each under the write timeout
 
 
 def forwardable(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -104,14 +106,46 @@ class Upstream:
         """Send a request and return the response with its body still unread (the caller closes it)."""
         # A bare Request keeps httpx's default headers (User-Agent, Accept-Encoding) out: the
         # upstream sees what the client sent.
-        request = httpx.Request(method, url, headers=headers, content=body)
+        deadline = asyncio.timeout(None)
         try:
-            return await self.client.send(request, stream=True)
+            async with deadline:
+                if isinstance(body, bytes) and len(body) > SEND_CHUNK:
+                    headers = [*headers, ("Content-Length", str(len(body)))]  # sent as is, not chunked
+                    body = chunks_of(body)
+                if not isinstance(body, bytes):
+                    body = paced(body, deadline, self.timeout.write)
+                request = httpx.Request(method, url, headers=headers, content=body)
+                return await self.client.send(request, stream=True)
         except (httpx.TransportError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if deadline.expired():  # the transport reports the cancellation as a connection error
+                raise UpstreamTimeout("upstream stopped taking the request body (write timeout)") from None
             raise as_gateway_error(exc) from None
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+async def chunks_of(body: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), SEND_CHUNK):
+        yield body[start : start + SEND_CHUNK]
+
+
+async def paced(body: AsyncIterator[bytes], deadline: asyncio.Timeout, seconds: float | None) -> AsyncIterator[bytes]:
+    """Give the upstream `seconds` to take each chunk (httpx's write timeout, which aiohttp lacks: an
+    upstream that stops reading would otherwise hold the request forever). Waiting for the client's
+    next chunk of an upload does not count against the upstream."""
+    loop = asyncio.get_running_loop()
+
+    def set_deadline(when: float | None) -> None:
+        try:
+            deadline.reschedule(when)
+        except RuntimeError:
+            pass  # the upstream answered before taking the whole body: nothing left to time
+
+    async for chunk in body:
+        set_deadline(None if seconds is None else loop.time() + seconds)
+        yield chunk
+        set_deadline(None)
 
 
 def as_gateway_error(exc: BaseException) -> GatewayError:

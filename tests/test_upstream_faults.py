@@ -4,6 +4,7 @@ promptly; no extraction job is made from a failed answer; nothing hangs; metrics
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Iterator
 
@@ -159,3 +160,32 @@ def test_the_gateway_serves_normally_after_every_fault(gw: Gateway) -> None:
     broken = [line for line in gw.log().splitlines() if "Exception in ASGI application" in line]
     assert len(broken) == 2 and all("UpstreamBrokeOff" in line for line in broken)
     assert gw.metric("memgate_requests_in_flight") <= 1
+
+
+@pytest.fixture
+def deaf_upstream() -> Iterator[str]:
+    """An upstream that accepts connections and never reads a byte: a large request body stalls."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted connections
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    server.close()
+
+
+def test_an_upstream_that_stops_reading_the_request_is_a_504_after_the_write_timeout(deaf_upstream: str, tmp_path) -> None:
+    gw = Gateway(deaf_upstream, tmp_path / "data", write_timeout=1.0, read_timeout=30.0).start()
+    try:
+        big = "x" * (8 << 20)  # far more than the socket buffers take
+        requests = [
+            ("chat", lambda: httpx.post(gw.v1 + "/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": big}]}, timeout=20)),
+            ("upload", lambda: httpx.post(gw.v1 + "/files", content=big.encode(), timeout=20)),
+        ]
+        for route, call in requests:
+            started = time.monotonic()
+            response = call()
+            assert response.status_code == 504 and time.monotonic() - started < 10, (route, response.status_code, response.text, time.monotonic() - started)
+            assert_openai_error(response.content, 504, "upstream_timeout")
+        assert gw.metric("memgate_upstream_errors_total", reason="timeout") == 2
+    finally:
+        gw.stop()
