@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any, Iterable
 
 import aiosqlite
+
+LOCK_RETRIES = 6  # about 0.3 s of backoff in all
 
 # Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -66,6 +70,23 @@ async def open_db(path: str | Path, busy_timeout_ms: int = 5000) -> aiosqlite.Co
     await db.execute("PRAGMA foreign_keys = ON")
     await migrate(db)
     return db
+
+
+async def write(db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
+    """`db.execute` for a write, retried on "database is locked".
+
+    Under load (bench_load.py) SQLite sometimes refuses a write at once, without its busy handler,
+    while the request-path connection commits; SQLite's advice for that case is to retry.
+    """
+    params = list(params)
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return await db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
+                raise
+            await asyncio.sleep(0.005 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 async def migrate(db: aiosqlite.Connection) -> int:

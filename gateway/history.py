@@ -7,6 +7,8 @@ from typing import Sequence
 
 import aiosqlite
 
+from .db import write
+
 ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")
 
 
@@ -29,8 +31,8 @@ class History:
         now = time.time()
         values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(rows))
         params = [v for row in rows for v in (*row, now)]
-        await self.db.execute(
-            f"INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at) VALUES {values}", params
+        await write(
+            self.db, f"INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at) VALUES {values}", params
         )
 
     async def for_memory(self, tenant: str, user: str, memory_id: str) -> list[dict]:
@@ -41,5 +43,5 @@ class History:
         return [{"action": r["action"], "old_text": r["old_text"], "new_text": r["new_text"], "cause": r["cause"], "at": r["at"]} for r in rows]
 
     async def forget_user(self, tenant: str, user: str) -> int:
-        cur = await self.db.execute("DELETE FROM history WHERE tenant = ? AND user_id = ?", (tenant, user))
+        cur = await write(self.db, "DELETE FROM history WHERE tenant = ? AND user_id = ?", (tenant, user))
         return cur.rowcount

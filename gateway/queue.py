@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import aiosqlite
 
+from .db import write
 from .exchange import ChatContext, Reply, well_formed
 from .extract import Message
 from .jobs import MAX_TEXT, Job, job_messages
@@ -161,7 +162,7 @@ class JobQueue:
                 return int(self.request_writer.execute(INSERT_JOB, row).lastrowid)
             except sqlite3.OperationalError:
                 pass  # a worker holds the write lock this instant: take the path that waits for it
-        cur = await self.db.execute(INSERT_JOB, row)
+        cur = await write(self.db, INSERT_JOB, row)
         return int(cur.lastrowid)
 
     # -- flush and state ------------------------------------------------------------------------
@@ -211,7 +212,7 @@ class JobQueue:
         ids = list(self._waiting.pop(key, ()))
         for job_id in ids:
             self._done(job_id)
-        cur = await self.db.execute("DELETE FROM jobs WHERE tenant = ? AND user_id = ? AND state != 'running' RETURNING state", (tenant, user))
+        cur = await write(self.db, "DELETE FROM jobs WHERE tenant = ? AND user_id = ? AND state != 'running' RETURNING state", (tenant, user))
         states = [row[0] for row in await cur.fetchall()]
         self.dead -= states.count("dead")
         self._resolve_flushes()
@@ -309,7 +310,7 @@ class JobQueue:
         marks = ",".join("?" * len(ids))
         started = time.perf_counter()
         try:
-            await self.db.execute(f"UPDATE jobs SET state = 'running' WHERE id IN ({marks})", ids)
+            await write(self.db, f"UPDATE jobs SET state = 'running' WHERE id IN ({marks})", ids)
             jobs = {job.id: job for job in await self._load(ids)}
             batches = [[jobs[i] for i in batch if i in jobs] for _, batch in claimed]
             await self.process([b for b in batches if b])  # a user forgotten meanwhile has no rows left
@@ -321,7 +322,7 @@ class JobQueue:
             return {key: await self._failed(key, batch, exc) for key, batch in claimed}
         self.metrics.extraction_duration.observe(time.perf_counter() - started)
         try:
-            await self.db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            await write(self.db, f"DELETE FROM jobs WHERE id IN ({marks})", ids)
         except Exception:
             # The memories are written (idempotently); a replay after restart writes nothing twice.
             log.exception("could not mark extraction jobs done")
@@ -358,15 +359,15 @@ class JobQueue:
         delay = self.backoff * 2 ** (max(attempts.values(), default=1) - 1)
         delay = min(delay, 300.0)
         if dead:
-            await self.db.execute(f"UPDATE jobs SET state = 'dead', attempts = attempts + 1, error = ? WHERE id IN ({','.join('?' * len(dead))})", [error, *dead])
+            await write(self.db, f"UPDATE jobs SET state = 'dead', attempts = attempts + 1, error = ? WHERE id IN ({','.join('?' * len(dead))})", [error, *dead])
             self.dead += len(dead)
             self.metrics.extraction_jobs.labels("dead").inc(len(dead))
             log.error("extraction jobs dead-lettered", extra={"jobs": len(dead), "error": error})
             for job_id in dead:
                 self._done(job_id)
         if retry:
-            await self.db.execute(
-                f"UPDATE jobs SET state = 'pending', attempts = attempts + 1, next_at = ?, error = ? WHERE id IN ({','.join('?' * len(retry))})",
+            await write(
+                self.db, f"UPDATE jobs SET state = 'pending', attempts = attempts + 1, next_at = ?, error = ? WHERE id IN ({','.join('?' * len(retry))})",
                 [time.time() + delay, error, *retry])
             self.metrics.extraction_jobs.labels("retry").inc(len(retry))
             log.warning("extraction failed, will retry", extra={"jobs": len(retry), "error": error, "retry_in": delay})
