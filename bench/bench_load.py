@@ -179,6 +179,14 @@ def run(clients: int = 64, duration: float = 180.0, kill_at: float | None = None
     return result, checks
 
 
+def per_minute_peaks(samples: list[tuple[float, float]]) -> list[float]:
+    """Growth shows as a rising sequence; a bounded process levels off."""
+    peaks: dict[int, float] = {}
+    for seconds, mb in samples:
+        peaks[int(seconds // 60)] = max(peaks.get(int(seconds // 60), 0.0), mb)
+    return [peaks[m] for m in sorted(peaks)]
+
+
 def table(result: Result, checks: dict[str, object], clients: int) -> str:
     lat = sorted(result.latencies) or [0.0]
     rss = [mb for _, mb in result.rss] or [0.0]
@@ -201,6 +209,7 @@ def table(result: Result, checks: dict[str, object], clients: int) -> str:
         ("admin list sample", checks["admin_sample"]),
         ("SQLite integrity_check", checks["sqlite_integrity"]),
         ("RSS start / peak / end MB", f"{rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f}"),
+        ("RSS peak per minute MB", " ".join(f"{m:.0f}" for m in per_minute_peaks(result.rss))),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

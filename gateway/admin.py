@@ -190,8 +190,10 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
         top_k = 10 if top_k is None else top_k
         if not 1 <= top_k <= 100:
             raise BadRequest("field 'top_k' must be from 1 to 100", param="top_k", code="invalid_field")
+        agent = field_of(body, "agent_id", str)
+        agent = validate_id(agent, "agent_id") if agent is not None else None
         await known_user(tenant, user)
-        results = await service().search(tenant, user, query[:MAX_TEXT_CHARS], top_k)
+        results = await service().search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent)
         return JSONResponse({"results": [{**m.public(), "score": round(score, 6)} for m, score in results]})
 
     async def get_memory(request: Request) -> Response:

@@ -81,7 +81,8 @@ def memories_list(args: argparse.Namespace) -> int:
 
 
 def memories_search(args: argparse.Namespace) -> int:
-    show(client(args).call("POST", user_path(args) + "/memories/search", json={"query": args.query, "top_k": args.top_k}))
+    body = {"query": args.query, "top_k": args.top_k} | ({"agent_id": args.agent} if args.agent else {})
+    show(client(args).call("POST", user_path(args) + "/memories/search", json=body))
     return 0
 
 
@@ -91,6 +92,8 @@ def memories_add(args: argparse.Namespace) -> int:
         body["pinned"] = True
     if args.confidence is not None:
         body["confidence"] = args.confidence
+    if args.agent:
+        body["agent_id"] = args.agent
     show(client(args).call("POST", user_path(args) + "/memories", json=body))
     return 0
 
@@ -233,6 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("query")
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--agent", help="search as this agent sees (default: every agent's memories)")
     p.set_defaults(func=memories_search)
     p = memories.add_parser("add", help="add a memory")
     _common(p)
@@ -240,6 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", default="fact", help="fact, preference, decision, goal, event or note")
     p.add_argument("--pin", action="store_true", help="pin to the always-injected core profile")
     p.add_argument("--confidence", type=float, help="0 to 1 (default 1)")
+    p.add_argument("--agent", help="visible to this agent only (default: to every agent)")
     p.set_defaults(func=memories_add)
     for name, func, text in (("get", memories_get, "show one memory"), ("delete", memories_delete, "delete one memory"), ("history", memories_history, "every change to one memory")):
         p = memories.add_parser(name, help=text)

@@ -56,6 +56,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("model_cache", str, "", "where the distilled local embedding model is kept (default ~/.cache/memgate)"),
     Option("embedding_model", str, "text-embedding-3-small", "model name for the 'openai' embedder"),
     Option("hot_users", int, 2048, "users kept in the in-process hot tier"),
+    Option("store_cache_mb", int, 256, "memory for LanceDB's index and metadata caches (its own default lets them grow to 7 GB)"),
     Option("extractor", str, "heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)"),
     Option("extraction_model", str, "gpt-4o-mini", "model for the 'llm' extractor"),
     Option("extraction_api_key", str, "", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True),
@@ -93,6 +94,7 @@ class Settings:
     model_cache: str = ""
     embedding_model: str = "text-embedding-3-small"
     hot_users: int = 2048
+    store_cache_mb: int = 256
     extractor: str = "heuristic"
     extraction_model: str = "gpt-4o-mini"
     extraction_api_key: str = field(default="", repr=False)

@@ -91,9 +91,10 @@ class UserMemories:
                 self.use_count[i] = m.use_count
                 self.used_at[i] = when
 
-    def visible(self, agent: str | None, include_flagged: bool) -> np.ndarray:
-        """Mask of memories a request may see: user-wide plus its agent's, flagged ones only if allowed."""
-        mask = self.agent_code == 0
+    def visible(self, agent: str | None, include_flagged: bool, every_agent: bool = False) -> np.ndarray:
+        """Mask of memories a request may see: user-wide plus its agent's (or every agent's, for an
+        operator), flagged ones only if allowed."""
+        mask = np.ones(len(self.memories), bool) if every_agent else self.agent_code == 0
         if agent is not None and agent in self.agents:
             mask = mask | (self.agent_code == self.agents[agent])
         return mask if include_flagged else mask & ~self.flagged

@@ -79,7 +79,7 @@ class MemoryService:
                 embedder.dim = recorded[1]
             else:
                 await embedder.embed(["dimension probe"])
-        store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim)
+        store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim, cache_mb=settings.store_cache_mb)
         service = cls(store, embedder, metrics, settings.hot_users)
         service.start()
         return service
@@ -193,12 +193,13 @@ class MemoryService:
         best = np.argsort(-scores)[:k]
         return [(entry.memories[i], float(scores[i])) for i in best]
 
-    async def search(self, tenant: str, user: str, text: str, top_k: int = 10, *, agent: str | None = None, include_flagged: bool = True) -> list[tuple[Memory, float]]:
+    async def search(self, tenant: str, user: str, text: str, top_k: int = 10, *, agent: str | None = None) -> list[tuple[Memory, float]]:
+        """An operator's search: flagged memories included; with `agent`, what that agent sees, else every agent's."""
         entry = await self.hot.get(tenant, user)
         if len(entry) == 0:
             return []
         query = Query.of(text, (await self.embedder.embed([text]))[0])
-        return rank(entry, query, agent=agent, top_k=top_k, include_flagged=include_flagged)
+        return rank(entry, query, agent=agent, top_k=top_k, include_flagged=True, every_agent=agent is None)
 
     # -- usage and compaction, off the request path ---------------------------------------------------
 

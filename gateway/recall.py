@@ -89,13 +89,13 @@ def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
 
 def rank(
     entry: UserMemories, query: Query, *, agent: str | None = None, top_k: int = 12, min_score: float = 0.0,
-    include_flagged: bool = False, method: str = "score", weight: float = DENSE_WEIGHT, now: float | None = None,
+    include_flagged: bool = False, every_agent: bool = False, method: str = "score", weight: float = DENSE_WEIGHT, now: float | None = None,
 ) -> list[tuple[Memory, float]]:
     """The best `top_k` memories for the query, best first, with their fused relevance scores."""
     if len(entry) == 0 or top_k <= 0:
         return []
     relevance = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)
-    candidates = np.flatnonzero(entry.visible(agent, include_flagged) & (relevance >= min_score))
+    candidates = np.flatnonzero(entry.visible(agent, include_flagged, every_agent) & (relevance >= min_score))
     if len(candidates) == 0:
         return []
     shortlist = PRIOR_SHORTLIST + 4 * top_k

@@ -155,8 +155,12 @@ class MemoryStore:
         self.scopes = ScopeDirectory(self._scope_pairs, self.version, self.foreign_commits)
 
     @classmethod
-    async def open(cls, uri: str, embedder_name: str, dim: int) -> MemoryStore:
-        db = await lancedb.connect_async(uri, read_consistency_interval=READ_CONSISTENCY)
+    async def open(cls, uri: str, embedder_name: str, dim: int, *, cache_mb: int = 256) -> MemoryStore:
+        # LanceDB's default caches (6 GB index, 1 GB metadata) kept growing with every commit: RSS
+        # rose ~70 MB a minute under bench_load.py. A quarter goes to metadata (manifests, fragments).
+        cache = max(cache_mb, 8) << 20
+        session = lancedb.Session(index_cache_size_bytes=cache - cache // 4, metadata_cache_size_bytes=cache // 4)
+        db = await lancedb.connect_async(uri, read_consistency_interval=READ_CONSISTENCY, session=session)
         names = (await db.list_tables()).tables
         if TABLE in names:
             table = await db.open_table(TABLE)

@@ -94,6 +94,22 @@ def test_search_ranks_the_relevant_memory_first(admin: httpx.Client, gateway: Ga
     assert results[0]["score"] >= results[1]["score"]
 
 
+def test_search_sees_every_agents_memories_unless_asked_for_one_agents_view(admin: httpx.Client, gateway: Gateway) -> None:
+    add_memory(gateway, KEY, "kim", "I am allergic to peanuts")
+    add_memory(gateway, KEY, "kim", "I keep bees on the roof", agent_id="garden-bot")
+    query = {"query": "Do I keep bees?", "top_k": 5}
+
+    def found(**extra: str) -> set[str]:
+        response = admin.post(f"{user_path('kim')}/search", json=query | extra)
+        assert response.status_code == 200, response.text
+        return {m["text"] for m in response.json()["results"]}
+
+    assert found() == {"I am allergic to peanuts", "I keep bees on the roof"}
+    assert found(agent_id="garden-bot") == {"I am allergic to peanuts", "I keep bees on the roof"}
+    assert found(agent_id="chef-bot") == {"I am allergic to peanuts"}
+    assert admin.post(f"{user_path('kim')}/search", json=query | {"agent_id": "bad agent"}).status_code == 400
+
+
 @pytest.mark.parametrize(
     "method, path, body, status, param",
     [
