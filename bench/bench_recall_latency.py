@@ -38,7 +38,8 @@ from gateway.identity import Identity, key_fingerprint  # noqa: E402
 from gateway.memory import MemoryLayer, MemoryService  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.rules import RuleSettings  # noqa: E402
-from gateway.store import Memory, MemoryStore  # noqa: E402
+from gateway.records import Memory  # noqa: E402
+from gateway.store import MemoryStore  # noqa: E402
 from gateway import tokens  # noqa: E402
 from tests.harness import Gateway  # noqa: E402
 

@@ -24,7 +24,7 @@ from gateway.config import load_settings  # noqa: E402
 from gateway.embed import make_embedder  # noqa: E402
 from gateway.hot import UserMemories  # noqa: E402
 from gateway.recall import DENSE_WEIGHT, Query, rank  # noqa: E402
-from gateway.store import Memory  # noqa: E402
+from gateway.records import Memory  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "recall_dataset.json"
 DAY = 86400.0

@@ -20,7 +20,7 @@ from .identity import bearer_token, validate_id
 from .memory import MemoryService, new_id
 from .metrics import Metrics
 from .proxy import read_body
-from .store import KINDS, Memory
+from .records import KINDS, Memory
 
 PREFIX = "/admin/v1"
 MAX_TEXT_CHARS = 4000

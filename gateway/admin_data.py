@@ -23,7 +23,7 @@ from .errors import BadRequest, GatewayError, PayloadTooLarge
 from .identity import validate_id
 from .memory import MemoryService
 from .metrics import Metrics
-from .store import KINDS, Memory
+from .records import KINDS, Memory
 
 IMPORT_BATCH = 256  # memories embedded and committed together
 MAX_REPORTED_ERRORS = 1000

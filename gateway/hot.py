@@ -12,7 +12,8 @@ import numpy as np
 
 from .keywords import KeywordIndex
 from .metrics import Metrics
-from .store import Memory, MemoryStore
+from .records import Memory
+from .store import MemoryStore
 
 CORE_KINDS = ("preference",)  # standing preferences join pinned memories in the core profile
 

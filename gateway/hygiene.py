@@ -28,7 +28,7 @@ from .config import Settings
 from .memory import MemoryService
 from .metrics import HYGIENE_REASONS, Metrics
 from .rules import Match, RequestFacts, RuleSet, RuleSettings
-from .store import Memory
+from .records import Memory
 
 log = logging.getLogger("memgate.hygiene")
 

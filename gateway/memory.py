@@ -19,7 +19,8 @@ from .hot import HotTier
 from .inject import appends_to_text, pack, with_block
 from .metrics import Metrics
 from .recall import Query, core_profile, query_text, rank
-from .store import KINDS, Memory, MemoryStore
+from .records import KINDS, Memory
+from .store import MemoryStore
 
 log = logging.getLogger("memgate.memory")
 

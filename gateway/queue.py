@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
-import json
 import logging
 import sqlite3
 import time
@@ -20,10 +18,10 @@ from typing import Any, Awaitable, Callable
 import aiosqlite
 
 from .db import write
-from .exchange import ChatContext, Reply, well_formed
-from .extract import Message
-from .jobs import MAX_TEXT, Job, job_messages
+from .exchange import ChatContext, Reply
+from .jobs import INSERT_JOB, Job, job_from_row, job_messages, job_row
 from .metrics import Metrics
+from .outstanding import Outstanding
 
 log = logging.getLogger("memgate.queue")
 
@@ -31,8 +29,6 @@ UserKey = tuple[str, str]
 MAX_BATCH = 16  # one user's jobs coalesced into one extraction call
 MAX_USERS = 32  # users a worker takes at once: their new memories go into the store in one commit
 MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection)
-INSERT_JOB = ("INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"
-              " VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 LINGER = 0.02  # seconds between enqueue and the job becoming runnable
 FORGET_WAIT = 60.0  # seconds a forget waits for the user's running batch (an LLM call) to finish
 
@@ -68,9 +64,7 @@ class JobQueue:
         self._solo: set[UserKey] = set()  # failed recently: retry one job at a time
         self._running: dict[UserKey, asyncio.Event] = {}  # set when the user's running batch ends
         self._keys: dict[int, str] = {}  # caller API keys by job id: never written anywhere
-        self._heap: list[int] = []  # outstanding ids (lazy deletion): the oldest for flush()
-        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
-        self._last_id = 0
+        self.outstanding = Outstanding()  # the same ids as _jobs, oldest first, for flush()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self.dead = 0
@@ -100,7 +94,7 @@ class JobQueue:
         async with self.db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'dead'") as rows:
             self.dead = (await rows.fetchone())[0]
         async with self.db.execute("SELECT MAX(id) FROM jobs") as rows:
-            self._last_id = max(self._last_id, (await rows.fetchone())[0] or 0)
+            self.outstanding.seen((await rows.fetchone())[0] or 0)
         now = time.time()
         for key in self._waiting:
             self._schedule(key, max(0.0, delays.get(key, 0.0) - now))
@@ -137,15 +131,13 @@ class JobQueue:
             return False
         extractor = ctx.rule.extractor or self.default_extractor
         now = time.time()
-        row = (ctx.identity.tenant, user, ctx.identity.agent, ctx.identity.session, ctx.rule_name, extractor, json.dumps(roles),
-               json.dumps([[m.role, m.text, m.source] for m in messages], ensure_ascii=False), well_formed(reply.content[:MAX_TEXT]), ctx.request_id, now)
+        row = job_row(ctx, extractor, roles, messages, reply, now)
         try:
             job_id = await self._insert(row)
         except Exception:
             self.metrics.captures_skipped.labels("queue_error").inc()
             log.exception("extraction job not committed", extra={"request_id": ctx.request_id})
             return False
-        self._last_id = max(self._last_id, job_id)
         if ctx.api_key:
             self._keys[job_id] = ctx.api_key
         key = (ctx.identity.tenant, user)
@@ -169,19 +161,10 @@ class JobQueue:
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every job enqueued before this call is done (or dead); False on timeout."""
-        mark = self._last_id
-        if self._oldest_id() > mark:
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._flushes.append((mark, future))
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await self.outstanding.wait(timeout)
 
     def oldest_age(self) -> float:
-        oldest = self._oldest_id()
+        oldest = self.outstanding.oldest()
         return max(0.0, time.time() - self._jobs[oldest].created_at) if oldest in self._jobs else 0.0
 
     def state(self) -> dict[str, Any]:
@@ -215,7 +198,6 @@ class JobQueue:
         cur = await write(self.db, "DELETE FROM jobs WHERE tenant = ? AND user_id = ? AND state != 'running' RETURNING state", (tenant, user))
         states = [row[0] for row in await cur.fetchall()]
         self.dead -= states.count("dead")
-        self._resolve_flushes()
         return len(states)
 
     # -- internals ------------------------------------------------------------------------------
@@ -223,16 +205,11 @@ class JobQueue:
     def _add(self, job_id: int, key: UserKey, group: tuple[str | None, str], created_at: float) -> None:
         self._jobs[job_id] = _Pending(key, group, created_at)
         self._waiting.setdefault(key, collections.deque()).append(job_id)
-        heapq.heappush(self._heap, job_id)
+        self.outstanding.add(job_id)
 
     def _running_count(self) -> int:
         waiting = sum(len(d) for d in self._waiting.values())
         return len(self._jobs) - waiting
-
-    def _oldest_id(self) -> int:
-        while self._heap and self._heap[0] not in self._jobs:
-            heapq.heappop(self._heap)
-        return self._heap[0] if self._heap else self._last_id + 1
 
     def _schedule(self, key: UserKey, delay: float) -> None:
         """Make a user runnable (now or after a backoff) unless already queued or busy."""
@@ -332,7 +309,6 @@ class JobQueue:
             self._solo.discard(key)
         for job_id in ids:
             self._done(job_id)
-        self._resolve_flushes()
         return {}
 
     async def _load(self, ids: list[int]) -> list[Job]:
@@ -340,9 +316,7 @@ class JobQueue:
         async with self.db.execute(f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY id", ids) as cur:
             rows = await cur.fetchall()
         return [
-            Job(r["id"], r["tenant"], r["user_id"], r["agent_id"], r["session_id"], r["rule"], r["extractor"], tuple(json.loads(r["roles"])),
-                [Message(role, text, bool(source)) for role, text, source in json.loads(r["messages"])], r["reply"], r["request_id"],
-                r["created_at"], r["attempts"], self._keys.get(r["id"], ""))
+            job_from_row(r, self._keys.get(r["id"], ""))
             for r in rows
         ]
 
@@ -372,7 +346,6 @@ class JobQueue:
             self.metrics.extraction_jobs.labels("retry").inc(len(retry))
             log.warning("extraction failed, will retry", extra={"jobs": len(retry), "error": error, "retry_in": delay})
             self._requeue(key, retry)
-        self._resolve_flushes()
         return delay if retry else 0.0
 
     def _requeue(self, key: UserKey, ids: list[int]) -> None:
@@ -382,16 +355,4 @@ class JobQueue:
     def _done(self, job_id: int) -> None:
         self._jobs.pop(job_id, None)
         self._keys.pop(job_id, None)
-
-    def _resolve_flushes(self) -> None:
-        if not self._flushes:
-            return
-        oldest = self._oldest_id()
-        keep = []
-        for mark, future in self._flushes:
-            if oldest > mark:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                keep.append((mark, future))
-        self._flushes = keep
+        self.outstanding.done(job_id)

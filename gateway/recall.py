@@ -12,7 +12,7 @@ import numpy as np
 from .exchange import well_formed
 from .hot import CORE_KINDS, UserMemories
 from .keywords import terms
-from .store import Memory
+from .records import Memory
 
 # Fusion weights, tuned on the dev half of bench/data (bench/bench_recall_quality.py prints both halves).
 DENSE_WEIGHT = 0.5

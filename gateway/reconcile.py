@@ -21,7 +21,7 @@ import numpy as np
 
 from .extract import Candidate, ExtractionError
 from .slots import adds_nothing, conflicts, normalised
-from .store import Memory
+from .records import Memory
 
 log = logging.getLogger("memgate.reconcile")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
+import os
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -53,9 +55,25 @@ def raise_open_file_limit() -> None:
             pass
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas. LanceDB's writer threads each grew an arena of their own: with the
+    default (8 per core) a process adding memories gained ~40 MB per 1,000 commits, with 2 it stayed
+    nearly flat. MALLOC_ARENA_MAX in the environment wins; other C libraries are left alone."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     raise_open_file_limit()
+    limit_malloc_arenas()
     config = uvicorn.Config(
         build_app(settings),
         host=settings.host,

@@ -3,92 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import math
-from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Iterable
 
 import lancedb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
+from .records import COLUMNS, KINDS, META_DIM, META_EMBEDDER, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from .scopes import ScopeDirectory
 
 # Past this many unseen commits, assume some were another replica's rather than checking each.
 MAX_VERSION_GAP = 10_000
 MAX_CONCURRENT_READS = 8  # LanceDB reads at once; each holds open files for every fragment
 
-KINDS = ("fact", "preference", "decision", "goal", "event", "note")
 TABLE = "memories"
-META_EMBEDDER = b"memgate.embedder"
-META_DIM = b"memgate.dim"
 # Below this many rows a filtered brute-force scan beats an approximate index (and needs no training).
 ANN_MIN_ROWS = 50_000
 # Other replicas' commits become visible to our reads within this interval.
 READ_CONSISTENCY = timedelta(seconds=1)
-
-
-class StoreMismatch(RuntimeError):
-    """The table holds vectors from another embedder or dimension: never mix them (`memgate reindex`)."""
-
-
-@dataclass
-class Memory:
-    id: str
-    tenant: str
-    user_id: str
-    text: str
-    kind: str = "fact"
-    agent_id: str | None = None
-    session_id: str | None = None
-    vector: np.ndarray | None = None
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    last_used_at: float | None = None
-    use_count: int = 0
-    confidence: float = 1.0
-    source_request_id: str | None = None
-    superseded_by: str | None = None
-    pinned: bool = False
-    flagged: bool = False
-    tokens: int = 0
-
-    def public(self) -> dict[str, Any]:
-        """JSON-safe view for the admin API (no vector)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "vector"}
-
-
-COLUMNS = tuple(f.name for f in fields(Memory))
-
-
-def schema(dim: int, embedder_name: str) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("tenant", pa.string(), nullable=False),
-            pa.field("user_id", pa.string(), nullable=False),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field("kind", pa.string()),
-            pa.field("agent_id", pa.string()),
-            pa.field("session_id", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), dim)),
-            pa.field("created_at", pa.float64()),
-            pa.field("updated_at", pa.float64()),
-            pa.field("last_used_at", pa.float64()),
-            pa.field("use_count", pa.int64()),
-            pa.field("confidence", pa.float64()),
-            pa.field("source_request_id", pa.string()),
-            pa.field("superseded_by", pa.string()),
-            pa.field("pinned", pa.bool_()),
-            pa.field("flagged", pa.bool_()),
-            pa.field("tokens", pa.int32()),
-        ],
-        metadata={META_EMBEDDER: embedder_name.encode(), META_DIM: str(dim).encode()},
-    )
 
 
 def sql_literal(value: str) -> str:
@@ -105,39 +39,6 @@ def scope(tenant: str, user: str | None = None) -> str:
 
 def one_of(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
-
-
-def _rows_to_memories(table: pa.Table) -> list[Memory]:
-    names = [n for n in table.column_names if n in COLUMNS]
-    vectors = None
-    if "vector" in names and table.num_rows:
-        flat = table.column("vector").combine_chunks()
-        vectors = flat.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32, copy=False)
-    cols = {n: table.column(n).to_pylist() for n in names if n != "vector"}
-    out = []
-    for i in range(table.num_rows):
-        m = Memory(**{n: cols[n][i] for n in cols})
-        if vectors is not None:
-            m.vector = vectors[i]
-        m.pinned, m.flagged = bool(m.pinned), bool(m.flagged)
-        m.use_count, m.tokens = int(m.use_count or 0), int(m.tokens or 0)
-        out.append(m)
-    return out
-
-
-def _cursor_encode(m: Memory) -> str:
-    return base64.urlsafe_b64encode(json.dumps([m.created_at, m.id]).encode()).decode()
-
-
-def cursor_decode(cursor: str) -> tuple[float, str]:
-    """Raises ValueError for a cursor this store did not hand out."""
-    try:
-        created, mid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(mid, str) or not isinstance(created, (int, float)) or not math.isfinite(created):
-            raise ValueError
-        return float(created), mid
-    except Exception:
-        raise ValueError("invalid cursor") from None
 
 
 class MemoryStore:
@@ -206,13 +107,7 @@ class MemoryStore:
             await self.table.create_index("vector", config=IvfPq(distance_type="cosine"))
 
     def _arrow(self, memories: list[Memory]) -> pa.Table:
-        cols: dict[str, list[Any]] = {n: [getattr(m, n) for m in memories] for n in COLUMNS if n != "vector"}
-        vectors = np.stack([np.asarray(m.vector, dtype=np.float32).reshape(-1) for m in memories])
-        if vectors.shape[1] != self.dim:
-            raise StoreMismatch(f"vector has {vectors.shape[1]} dims, the table {self.dim}")
-        arrays = {n: pa.array(v, type=self.schema.field(n).type) for n, v in cols.items()}
-        arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), self.dim)
-        return pa.table([arrays[n] for n in self.schema.names], schema=self.schema)
+        return to_arrow(memories, self.schema, self.dim)
 
     def _own(self, version: int | None) -> None:
         if version is not None:
@@ -236,7 +131,7 @@ class MemoryStore:
         q = self.table.query().where(where)
         if columns is not None:
             q = q.select(columns)
-        return _rows_to_memories(await self._read(q))
+        return rows_to_memories(await self._read(q))
 
     async def _read(self, query: Any) -> pa.Table:
         # A LanceDB read opens files of every data fragment: unbounded concurrent reads (extraction
@@ -320,7 +215,7 @@ class MemoryStore:
         columns = [c for c in COLUMNS if c != "vector"]
         rows = sorted(await self._query(where, columns), key=lambda m: (-m.created_at, m.id))
         page = rows[:limit]
-        return page, (_cursor_encode(page[-1]) if len(rows) > limit else None)
+        return page, (cursor_encode(page[-1]) if len(rows) > limit else None)
 
     async def rows(self, tenant: str, user: str, *, vectors: bool = False) -> list[Memory]:
         """Every row of one user, superseded ones too, oldest first (export and hygiene)."""
@@ -388,4 +283,4 @@ class MemoryStore:
         self.db.close()
 
 
-__all__ = ["KINDS", "Memory", "MemoryStore", "StoreMismatch", "sql_literal", "scope", "cursor_decode"]
+__all__ = ["MemoryStore", "sql_literal", "scope", "one_of"]

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.identity import identify
-from gateway.store import Memory, MemoryStore
+from gateway.records import Memory
+from gateway.store import MemoryStore
 
 from .fake_upstream import FakeUpstream
 from .harness import Gateway

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.store import Memory, MemoryStore, StoreMismatch
+from gateway.records import Memory, StoreMismatch
+from gateway.store import MemoryStore
 
 HOSTILE = "x' OR '1'='1"
 
