@@ -5,7 +5,7 @@ Label values are bounded sets (routes, status codes, reasons, outcomes): never a
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 # Sub-millisecond resolution matters: the gateway's own overhead is budgeted in single milliseconds.
 FAST_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -33,6 +33,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds: both ran out under load once
         self.requests = Counter("memgate_requests", "Requests answered, by route and status code", ["route", "status"], registry=r)
         self.request_duration = Histogram(
             "memgate_request_duration_seconds", "End-to-end request time seen by the gateway", ["route"], buckets=SLOW_BUCKETS, registry=r

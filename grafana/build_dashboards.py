@@ -82,6 +82,18 @@ OVERVIEW = [
               [('histogram_quantile(0.99, sum by (le) (rate(memgate_overhead_seconds_bucket{route="chat"}[5m])))', "p99")],
               "s", kind="stat", width=6, extra={"thresholds": [(None, "green"), (0.01, "yellow"), (0.025, "red")]}),
     ]),
+    Row("Process", [
+        Panel("Memory", "Resident (and virtual) memory of each replica; resident is bounded by --hot-users and --store-cache-mb.",
+              [('max by (instance) (process_resident_memory_bytes{job="memgate"})', "{{instance}} resident"),
+               ('max by (instance) (process_virtual_memory_bytes{job="memgate"})', "{{instance}} virtual")], "bytes", width=6),
+        Panel("CPU", "CPU cores each replica uses.",
+              [('sum by (instance) (rate(process_cpu_seconds_total{job="memgate"}[$__rate_interval]))', "{{instance}}")], "short", width=6),
+        Panel("Open files", "File descriptors each replica holds (sockets, LanceDB fragments, SQLite) against its limit.",
+              [('max by (instance) (process_open_fds{job="memgate"})', "{{instance}} open"),
+               ('max by (instance) (process_max_fds{job="memgate"})', "{{instance}} limit")], "short", width=6),
+        Panel("Restarts (1h)", "Process restarts per replica in the last hour (a crash loop shows here).",
+              [('max by (instance) (changes(process_start_time_seconds{job="memgate"}[1h]))', "{{instance}}")], "short", width=6, kind="stat"),
+    ]),
     Row("Upstream and rules", [
         Panel("Upstream errors by reason", "Upstream failures per second: timeouts, unreachable, and failures mid-stream.",
               [(rate("memgate_upstream_errors_total", "reason"), "{{reason}}")], "reqps"),

@@ -42,7 +42,7 @@ def test_sigkill_mid_backlog_loses_nothing_and_writes_nothing_twice(start_gatewa
     gw.start()
     after = queue_state(gw)
     assert after["recovered_on_start"] >= 1  # the batch in flight at the kill was requeued
-    assert after["depth"] == JOBS - DONE
+    assert after["depth"] + after["completed"] == JOBS - DONE  # the workers start at once: some may be done already
     done = flush(gw, timeout=120)
     assert done["depth"] == 0 and done["dead_letters"] == 0
 
