@@ -180,7 +180,9 @@ admin_bodies = st.one_of(
 path_ids = st.one_of(
     st.text(max_size=140),
     st.sampled_from(["x' OR '1'='1", "..", "%2e%2e", "a/b", "u" * 129, "", " ", "null", "FUZZ-OWNER", FUZZ_USER + ".", "%00", "a%2Fb"]),
-).map(lambda s: quote(s, safe="'@:+"))  # the server decodes it back to exactly these characters
+).map(lambda s: quote(s, safe="'@:+").replace(".", "%2E"))
+# The server decodes these back to exactly the generated characters. Dots are encoded too: httpx resolves
+# a literal `..` segment client-side, so DELETE .../memories/.. would really be DELETE .../users/{u} (forget).
 query_params = st.fixed_dictionaries(
     {}, optional={"limit": st.text(max_size=12) | st.integers().map(str), "cursor": st.text(max_size=60) | st.binary(max_size=40).map(lambda b: base64.urlsafe_b64encode(b).decode()),
                   "kind": st.text(max_size=10), "timeout": st.text(max_size=10)},
@@ -216,6 +218,15 @@ def test_any_admin_request_gets_an_openai_shaped_answer_that_is_not_a_500(
         # A refused write changed nothing: the owner's memories are all still listed.
         page = admin.get(fuzz_path(), params={"limit": 500})
         assert page.status_code == 200 and set(owned.values()) <= {m["id"] for m in page.json()["memories"]}
+
+
+def test_a_dot_dot_memory_id_reaching_the_server_deletes_nothing(gateway: Gateway, owned: dict[str, str]) -> None:
+    before = listing(gateway)
+    with gateway.admin() as admin:
+        response = admin.delete(fuzz_path() + "/%2E%2E")  # encoded, so no client resolves it into the forget route
+    assert_admin_answer(response)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "memory id"
+    assert listing(gateway) == before
 
 
 def test_the_admin_api_still_lists_and_counts_after_the_fuzzing(gateway: Gateway, owned: dict[str, str]) -> None:
