@@ -33,12 +33,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class DropExpectedBreaks(logging.Filter):
+    """uvicorn logs "Exception in ASGI application" with a traceback whenever a response body raises.
+    The proxy raises on purpose to cut a response the upstream broke off, and logs that itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, "expected_break", False)
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    # uvicorn's own records (a response broken off mid-way, say) go out as JSON lines too.
+    # uvicorn's own records (a request its parser refused, say) go out as JSON lines too.
     for name in ("memgate", "uvicorn"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+    server_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DropExpectedBreaks) for f in server_errors.filters):
+        server_errors.addFilter(DropExpectedBreaks())

@@ -32,7 +32,15 @@ class UpstreamBrokeOff(Exception):
 
     Raised out of the body so the server drops the client connection without a clean end: the
     client sees a truncated response, as it would talking to the upstream, not a short success.
+    The proxy logs it as a warning; uvicorn's traceback for it is filtered out (logs.py).
     """
+
+    expected_break = True
+
+
+def broke_off(request_id: str, route: str) -> UpstreamBrokeOff:
+    log.warning("upstream broke off mid-response: the client's response is cut", extra={"request_id": request_id, "route": route})
+    return UpstreamBrokeOff(request_id)
 
 
 class BodyThenCommit(Response):
@@ -176,7 +184,7 @@ class Proxy:
             self._observe("chat", upstream.status_code, started, sent, upstream_done)
             log.info("request", extra={"request_id": ctx.request_id, "route": "chat", "status": upstream.status_code, "stream": True})
             if broken is not None:
-                raise UpstreamBrokeOff(ctx.request_id) from broken
+                raise broke_off(ctx.request_id, "chat") from broken
 
         return streaming(body(), upstream.status_code, headers)
 
@@ -235,7 +243,7 @@ class Proxy:
             self._observe("passthrough", upstream.status_code, started, sent, time.perf_counter())
             log.info("request", extra={"request_id": request_id, "route": "passthrough", "status": upstream.status_code})
             if broken is not None:
-                raise UpstreamBrokeOff(request_id) from broken
+                raise broke_off(request_id, "passthrough") from broken
 
         return streaming(body(), upstream.status_code, headers)
 
