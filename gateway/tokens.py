@@ -131,7 +131,8 @@ def _message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
     for key in ("name", "tool_call_id", "refusal"):
         if isinstance(message.get(key), str):
             texts.append(message[key])
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             texts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
