@@ -76,48 +76,39 @@ class LLMExtractor:
         self.api_key = api_key
         self.timeout = timeout
 
-    def request_body(self, messages: Sequence[Message]) -> dict[str, Any]:
-        return {
+    async def _structured_call(self, what: str, name: str, schema: dict[str, Any], system: str, user: str) -> bytes:
+        """One `response_format: json_schema` chat completion to the upstream; its raw body. Raises ExtractionError."""
+        body = {
             "model": self.model,
             "temperature": 0,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": transcript(messages)}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "memgate_extraction", "strict": True, "schema": SCHEMA}},
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
         }
+        try:
+            response = await self.upstream.client.post(
+                self.upstream.url("/v1/chat/completions"), json=body, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout
+            )
+        except (httpx.HTTPError, OSError) as exc:
+            raise ExtractionError(f"{what} call failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise ExtractionError(f"{what} call answered {response.status_code}")
+        return response.content
 
     async def extract(self, messages: Sequence[Message], reply: str) -> list[Candidate]:
         if not any(m.source for m in messages):
             return []
-        try:
-            response = await self.upstream.client.post(
-                self.upstream.url("/v1/chat/completions"),
-                json=self.request_body(messages),
-                headers={"Authorization": f"Bearer {self.api_key}"},
-                timeout=self.timeout,
-            )
-        except (httpx.HTTPError, OSError) as exc:
-            raise ExtractionError(f"extraction call failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise ExtractionError(f"extraction call answered {response.status_code}")
-        return parse_answer(response.content)
-
+        return parse_answer(await self._structured_call("extraction", "memgate_extraction", SCHEMA, SYSTEM_PROMPT, transcript(messages)))
 
     async def judge(self, statement: str, existing: Sequence[str]) -> tuple[str, int]:
         """The second structured call (`memgate_reconcile`) for a case the text rules cannot settle:
         ("same" | "replaces", index into `existing`) or ("new", -1). Raises ExtractionError."""
         listing = "\n".join(f"{i}. {text}" for i, text in enumerate(existing))
-        body = {
-            "model": self.model,
-            "temperature": 0,
-            "messages": [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": f"NEW: {statement}\nEXISTING:\n{listing}"}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "memgate_reconcile", "strict": True, "schema": JUDGE_SCHEMA}},
-        }
+        raw = await self._structured_call("reconcile", "memgate_reconcile", JUDGE_SCHEMA, JUDGE_PROMPT, f"NEW: {statement}\nEXISTING:\n{listing}")
         try:
-            response = await self.upstream.client.post(self.upstream.url("/v1/chat/completions"), json=body,
-                                                       headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout)
-            answer = json.loads(response.json()["choices"][0]["message"]["content"])
+            answer = json.loads(json.loads(raw)["choices"][0]["message"]["content"])
             action, index = str(answer["action"]), int(answer["memory"])
-        except (httpx.HTTPError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ExtractionError(f"reconcile call failed: {type(exc).__name__}") from None
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ExtractionError(f"reconcile answer unreadable: {type(exc).__name__}") from None
         if action not in ("same", "replaces") or not 0 <= index < len(existing):
             return "new", -1
         return action, index
