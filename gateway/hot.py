@@ -13,14 +13,13 @@ import numpy as np
 from .keywords import KeywordIndex
 from .metrics import Metrics
 from .records import Memory
+from .scopes import REVALIDATE_SECONDS
 from .store import MemoryStore
 
 CORE_KINDS = ("preference",)  # standing preferences join pinned memories in the core profile
 
 log = logging.getLogger("memgate.hot")
 Key = tuple[str, str]
-# Another replica's write shows up here within this many seconds (plus LanceDB's consistency interval).
-REVALIDATE_SECONDS = 1.0
 
 
 class UserMemories:

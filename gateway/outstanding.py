@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from typing import Container
 
 
 class Outstanding:
     """Job ids grow monotonically (SQLite AUTOINCREMENT), so a flush is a mark: the newest id at the
     time of the call; it is over once the oldest outstanding id is past it."""
 
-    def __init__(self) -> None:
+    def __init__(self, outstanding: Container[int]) -> None:
         self.last_id = 0
-        self._ids: set[int] = set()
-        self._heap: list[int] = []  # the ids, with lazy deletion
+        self._ids = outstanding  # the queue's own record of outstanding jobs, read only here
+        self._heap: list[int] = []  # ids ever added, with lazy deletion of those no longer outstanding
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def seen(self, job_id: int) -> None:
@@ -22,11 +23,10 @@ class Outstanding:
 
     def add(self, job_id: int) -> None:
         self.seen(job_id)
-        self._ids.add(job_id)
         heapq.heappush(self._heap, job_id)
 
-    def done(self, job_id: int) -> None:
-        self._ids.discard(job_id)
+    def done(self) -> None:
+        """A job stopped being outstanding: wake the flushes it was the last one for."""
         if self._waiters:
             oldest = self.oldest()
             for mark, future in self._waiters:

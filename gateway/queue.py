@@ -64,7 +64,7 @@ class JobQueue:
         self._solo: set[UserKey] = set()  # failed recently: retry one job at a time
         self._running: dict[UserKey, asyncio.Event] = {}  # set when the user's running batch ends
         self._keys: dict[int, str] = {}  # caller API keys by job id: never written anywhere
-        self.outstanding = Outstanding()  # the same ids as _jobs, oldest first, for flush()
+        self.outstanding = Outstanding(self._jobs)  # _jobs' ids, oldest first, for flush()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self.dead = 0
@@ -355,4 +355,4 @@ class JobQueue:
     def _done(self, job_id: int) -> None:
         self._jobs.pop(job_id, None)
         self._keys.pop(job_id, None)
-        self.outstanding.done(job_id)
+        self.outstanding.done()

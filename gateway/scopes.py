@@ -16,7 +16,8 @@ from typing import Awaitable, Callable, Iterable
 import pyarrow as pa
 
 log = logging.getLogger("memgate.scopes")
-# Another replica's first write for a user shows up here within this many seconds.
+# Another replica's writes show up here (and in the hot tier) within this many seconds, plus
+# LanceDB's read consistency interval.
 REVALIDATE_SECONDS = 1.0
 SCAN_SHARE = 20  # wait this many scan durations before the next scan
 FAILED_SCAN_RETRY_SECONDS = 30.0
