@@ -6,6 +6,7 @@ with no token configured the routes are not mounted at all, so they answer 404.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import time
@@ -123,6 +124,11 @@ def memory_not_found(mid: str) -> NotFound:
     return NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
 
 
+def admin_route(token: str, metrics: Metrics, path: str, handler: Handler, methods: list[str]) -> Route:
+    """A route under /admin/v1 behind the bearer-token guard."""
+    return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
+
+
 def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics) -> list[Route]:
     """The memories part of the admin API, or nothing when no admin token is configured.
 
@@ -228,8 +234,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             raise memory_not_found(mid)
         return JSONResponse({"id": mid, "object": "memory", "deleted": True})
 
-    def route(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
+    route = functools.partial(admin_route, token, metrics)
 
     memories = "/tenants/{tenant}/users/{user}/memories"
     return [

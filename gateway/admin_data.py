@@ -9,6 +9,7 @@ Ids make it idempotent: a line whose id is already stored is counted in `skipped
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any, AsyncIterator, Callable
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .admin import MAX_TEXT_CHARS, PREFIX, guarded, opened
+from .admin import MAX_TEXT_CHARS, admin_route, opened
 from .errors import BadRequest, GatewayError, PayloadTooLarge
 from .identity import validate_id
 from .memory import MemoryService
@@ -167,8 +168,7 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
         service()
         return JSONResponse(await hygiene.run())
 
-    def route(path: str, handler: Callable[[Request], Any], methods: list[str]) -> Route:
-        return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
+    route = functools.partial(admin_route, token, metrics)
 
     return [
         route("/export", export, ["GET"]),

@@ -3,6 +3,7 @@ forgetting a user (memories, history and queued jobs together)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .admin import PREFIX, guarded, memory_id_of, memory_not_found, opened, scope_of
+from .admin import admin_route, memory_id_of, memory_not_found, opened, scope_of
 from .errors import BadRequest
 from .metrics import Metrics
 
@@ -60,8 +61,7 @@ def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Ca
         changes = await history.forget_user(tenant, user)
         return JSONResponse({"tenant": tenant, "user": user, "deleted": {"memories": memories, "history": changes, "jobs": jobs}})
 
-    def route(path: str, handler: Callable[[Request], Any], methods: list[str]) -> Route:
-        return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
+    route = functools.partial(admin_route, token, metrics)
 
     return [
         route("/queue", queue_state, ["GET"]),
