@@ -40,7 +40,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("store_uri", str, "", "LanceDB URI for memories (default: <data-dir>/lancedb); s3://, gs://, az:// work"),
     Option("rules", str, "./rules", "directory of *.toml injection rules"),
     Option("admin_token", str, "", "bearer token for /admin/v1; the admin API is off when empty", secret=True),
-    Option("tenant_mode", str, "key", "'key': tenant is a fingerprint of the caller's API key; 'none': one tenant 'default'"),
+    Option("tenant_mode", str, "key", "'key': tenant is a fingerprint of the caller's API key (none or a placeholder: memory off); 'none': one tenant 'default' for everyone, only behind your own authentication"),
     Option("connect_timeout", float, 5.0, "seconds to open an upstream connection"),
     Option("read_timeout", float, 600.0, "seconds to wait for upstream bytes (between stream chunks too)"),
     Option("write_timeout", float, 60.0, "seconds to send the request upstream"),

@@ -14,6 +14,17 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")
 MAX_ID_LENGTH = 128
 DEFAULT_TENANT = "default"
 
+# Keys that local servers' docs (vLLM, Ollama, LM Studio, llama.cpp...) and tutorials tell everyone to
+# send: anyone can send them, so they name no caller. Compared trimmed and case-insensitively.
+PLACEHOLDER_KEYS = frozenset({
+    "empty", "ollama", "lm-studio", "lmstudio", "sk-no-key-required", "no-key", "nokey", "no_key", "not-needed",
+    "none", "null", "nil", "undefined", "dummy", "fake", "test", "placeholder", "changeme", "anything",
+    "key", "apikey", "api-key", "api_key", "token", "secret", "password", "your-api-key", "your_api_key",
+    "x", "xxx", "sk-xxx", "sk-xxxx", "sk-1234", "sk-dummy", "sk-fake", "sk-test", "1234",
+})
+NO_KEY = "no_key"
+PLACEHOLDER_KEY = "placeholder_key"
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -21,6 +32,8 @@ class Identity:
     user: str | None
     agent: str | None = None
     session: str | None = None
+    # Why the caller has no tenant of its own (NO_KEY, PLACEHOLDER_KEY), or None: memory is off for it.
+    keyless: str | None = None
 
     @property
     def has_user(self) -> bool:
@@ -50,14 +63,22 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return headers.get("api-key", "").strip()  # Azure-style clients
 
 
-def tenant_for(headers: Mapping[str, str], tenant_mode: str, tenants: Mapping[str, str]) -> str:
-    if tenant_mode == "none":
-        return DEFAULT_TENANT
-    token = bearer_token(headers)
+def key_problem(token: str) -> str | None:
+    """NO_KEY or PLACEHOLDER_KEY when `token` cannot tell one caller from another, else None."""
     if not token:
-        return "anonymous"
-    fingerprint = key_fingerprint(token)
-    return tenants.get(fingerprint, fingerprint)
+        return NO_KEY
+    return PLACEHOLDER_KEY if token.lower() in PLACEHOLDER_KEYS else None
+
+
+def tenant_for(headers: Mapping[str, str], tenant_mode: str, tenants: Mapping[str, str]) -> tuple[str, str | None]:
+    """The caller's tenant, and why it is not really one (see `key_problem`) unless the operator chose it."""
+    if tenant_mode == "none":
+        return DEFAULT_TENANT, None
+    token = bearer_token(headers)
+    fingerprint = key_fingerprint(token)  # no key: the fingerprint of "", which [tenants] can map too
+    if fingerprint in tenants:
+        return tenants[fingerprint], None
+    return fingerprint, key_problem(token)
 
 
 def _body_user(value: Any) -> str | None:
@@ -83,4 +104,5 @@ def identify(headers: Mapping[str, str], body: Mapping[str, Any], tenant_mode: s
         validate_id(agent, "X-Memory-Agent-Id")
     if session is not None:
         validate_id(session, "X-Memory-Session-Id")
-    return Identity(tenant_for(headers, tenant_mode, tenants), user, agent, session)
+    tenant, keyless = tenant_for(headers, tenant_mode, tenants)
+    return Identity(tenant, user, agent, session, keyless)

@@ -27,6 +27,7 @@ EXTRACTION_OUTCOMES = ("enqueued", "done", "retry", "dead", "dropped")  # droppe
 MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")  # history actions
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
+KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
 
 
 class Metrics:
@@ -50,6 +51,9 @@ class Metrics:
         self.upstream_errors = Counter("memgate_upstream_errors", "Upstream failures, by reason", ["reason"], registry=r)
         self.in_flight = Gauge("memgate_requests_in_flight", "Requests being served now", registry=r)
         self.memory_status = Counter("memgate_memory_status", "Chat requests by X-Memory-Status", ["status"], registry=r)
+        self.keyless_memory_off = Counter(
+            "memgate_keyless_memory_off", "Chat requests served with memory off for want of a caller key, by reason", ["reason"], registry=r
+        )
         self.rules_reloads = Counter("memgate_rules_reloads", "Rules reloads, by outcome", ["outcome"], registry=r)
         # Recall and injection.
         self.recall_duration = Histogram("memgate_recall_duration_seconds", "Recall time per request", buckets=FAST_BUCKETS, registry=r)
@@ -73,6 +77,7 @@ class Metrics:
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
             (self.memory_status, MEMORY_STATUSES),
+            (self.keyless_memory_off, KEYLESS_REASONS),
             (self.rules_reloads, RULES_RELOAD_OUTCOMES),
             (self.hot_tier, HOT_TIER_RESULTS),
             (self.extraction_jobs, EXTRACTION_OUTCOMES),

@@ -18,6 +18,7 @@ from .config import Settings
 from .errors import BadRequest, GatewayError, PayloadTooLarge
 from .exchange import ChatContext, MemoryLayer, memory_modes
 from .identity import bearer_token, identify
+from .keyless import KeylessCallers
 from .metrics import Metrics
 from .rules import RequestFacts
 from .rules_live import LiveRules
@@ -74,6 +75,7 @@ class Proxy:
         self.rules = rules
         self.metrics = metrics
         self.memory = memory
+        self.keyless = KeylessCallers(metrics)
 
     # -- chat completions ---------------------------------------------------------------------
 
@@ -139,6 +141,9 @@ class Proxy:
         except ValueError:
             raise BadRequest("X-Memory-Mode must be one of off, read, write, read-write", param="X-Memory-Mode", code="invalid_memory_mode") from None
         if not identity.has_user:
+            read = write = False
+        elif identity.keyless is not None and (read or write):
+            self.keyless.memory_off(identity, request_id)
             read = write = False
         ctx = ChatContext(request_id, identity, rule_name, rule, model, read, write, api_key=bearer_token(headers))
         ctx.memory_status = "ok" if (read or write) else "off"

@@ -1,22 +1,28 @@
 """Identity: tenant from the API key's fingerprint (or the name config maps it to), user from the
 header, else the body's `user`, else none (memory off). Observed from outside through rules that
-match on tenant or user and turn memory off, which X-Memory-Status reports."""
+match on tenant or user and turn memory off, which X-Memory-Status reports. A caller without a key
+of its own (none, or a placeholder such as EMPTY) gets memory off unless the operator chose otherwise."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
+from gateway.identity import NO_KEY, PLACEHOLDER_KEY, PLACEHOLDER_KEYS, key_problem
+
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import ROOT, Gateway
+from .memory_helpers import memory_block
 
 KEY_A = "sk-tenant-a-1111111111"
 KEY_B = "sk-tenant-b-2222222222"
+KEY_C = "sk-tenant-c-3333333333"
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
@@ -34,8 +40,8 @@ def send(gateway: Gateway, headers: dict[str, str] | None = None, **body: object
     return response
 
 
-def status(gateway: Gateway, key: str | None = None, user: str | None = "alice", body_user: str | None = None) -> str:
-    """X-Memory-Status for a chat with `user` in the header and `body_user` in the body (None: absent)."""
+def status(gateway: Gateway, key: str | None = KEY_C, user: str | None = "alice", body_user: str | None = None) -> str:
+    """X-Memory-Status for a chat with `user` in the header and `body_user` in the body (None: absent), as `key` (None: no key)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if user is not None:
         headers["X-Memory-User-Id"] = user
@@ -113,7 +119,7 @@ def test_no_user_at_all_means_memory_off(bots_off: Gateway) -> None:
 
 def test_a_body_user_outside_the_id_alphabet_is_served_not_rejected(upstream: FakeUpstream, bots_off: Gateway) -> None:
     # `user` is the app's own field, sent to OpenAI long before memgate: it must never cause a 400.
-    response = send(bots_off, {"X-Memory-Agent-Id": "planner", "X-Memory-Session-Id": "s-1"}, user="Jane Doe <jane@example.com>")
+    response = send(bots_off, {"Authorization": f"Bearer {KEY_C}", "X-Memory-Agent-Id": "planner", "X-Memory-Session-Id": "s-1"}, user="Jane Doe <jane@example.com>")
     assert response.headers["x-memory-status"] == "ok"
     forwarded = upstream.chat_requests()[-1]
     assert json.loads(forwarded.body)["user"] == "Jane Doe <jane@example.com>"
@@ -123,3 +129,80 @@ def test_a_body_user_outside_the_id_alphabet_is_served_not_rejected(upstream: Fa
 @pytest.mark.parametrize("user", ["alice", "a", "user@example.com", "tenant:user+tag", "A.b_c-9", "u" * 128])
 def test_valid_user_ids_are_accepted(user: str, bots_off: Gateway) -> None:
     assert status(bots_off, user=user) == "ok"
+
+
+# -- callers without a key of their own --------------------------------------------------------------
+
+
+# What a caller sends -> why it names no caller. Each placeholder is logged once, under its own fingerprint.
+KEYLESS_HEADERS: list[tuple[dict[str, str], str]] = [
+    ({}, NO_KEY),
+    ({"Authorization": "Bearer"}, NO_KEY),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, NO_KEY),
+    ({"Authorization": "Bearer EMPTY"}, PLACEHOLDER_KEY),  # vLLM's docs
+    ({"Authorization": "Bearer ollama"}, PLACEHOLDER_KEY),  # Ollama's docs
+    ({"Authorization": "Bearer LM-Studio"}, PLACEHOLDER_KEY),  # any case
+    ({"Authorization": "Bearer sk-no-key-required"}, PLACEHOLDER_KEY),  # llama.cpp's server
+    ({"api-key": "none"}, PLACEHOLDER_KEY),  # Azure-style header
+]
+
+
+def chat_as(gateway: Gateway, headers: dict[str, str], user: str, content: str) -> httpx.Response:
+    return send(gateway, {**headers, "X-Memory-User-Id": user}, messages=[{"role": "user", "content": content}])
+
+
+def flushed_tenants(gateway: Gateway) -> list[str]:
+    with gateway.admin() as admin:
+        assert admin.post("/queue/flush").status_code == 200
+        return admin.get("/tenants").json()["tenants"]
+
+
+@pytest.mark.parametrize("token, expected", [
+    ("", NO_KEY), ("EMPTY", PLACEHOLDER_KEY), ("empty", PLACEHOLDER_KEY), ("Ollama", PLACEHOLDER_KEY), ("sk-no-key-required", PLACEHOLDER_KEY),
+    ("NULL", PLACEHOLDER_KEY), ("sk-proj-8f3a9c1d2e", None), ("ollama-prod-7d1e93", None), (KEY_A, None),
+])
+def test_a_key_that_names_no_caller_is_recognised(token: str, expected: str | None) -> None:
+    assert key_problem(token) == expected
+    assert all(key == key.lower().strip() for key in PLACEHOLDER_KEYS)  # the list is compared lower-cased and trimmed
+
+
+def test_the_readme_lists_exactly_the_placeholder_keys() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = readme.split("Placeholder keys (compared trimmed, ignoring case):", 1)[1].split("\n\n", 1)[0]
+    assert {key.lower() for key in re.findall(r"`([^`]+)`", listed)} == PLACEHOLDER_KEYS
+
+
+def test_callers_without_a_key_of_their_own_get_memory_off_counted_and_logged_once(start_gateway, upstream: FakeUpstream) -> None:
+    # The attack: with a keyless upstream, caller A tells memgate a secret as alice, caller B asks as alice.
+    gw = start_gateway()
+    for question in ("My bank PIN is 4321.", "What is my bank PIN?"):
+        for headers, _ in KEYLESS_HEADERS:
+            assert chat_as(gw, headers, "alice", question).headers["x-memory-status"] == "off"
+            assert memory_block(upstream.last_chat()) == ""
+    assert flushed_tenants(gw) == []  # nothing was learned, under any tenant
+    for reason in (NO_KEY, PLACEHOLDER_KEY):
+        assert gw.metric("memgate_keyless_memory_off_total", reason=reason) == 2 * sum(1 for _, r in KEYLESS_HEADERS if r == reason)
+    assert gw.metric("memgate_memory_status_total", status="off") == 2 * len(KEYLESS_HEADERS)
+    # One clear warning per key (no key at all is one key), naming the fingerprint to map; not one per request.
+    lines = [json.loads(line) for line in gw.log().splitlines() if "--tenant-mode none" in line]
+    assert sorted(line["reason"] for line in lines) == [NO_KEY] + [PLACEHOLDER_KEY] * 5
+    assert all(line["level"] == "warning" and line["fingerprint"] in line["msg"] for line in lines)
+    assert fingerprint("") in [line["fingerprint"] for line in lines]
+    # A caller with a key of its own keeps its memory.
+    assert chat_as(gw, {"Authorization": f"Bearer {KEY_A}"}, "alice", "My boat is called Heron.").headers["x-memory-status"] == "ok"
+    assert flushed_tenants(gw) == [fingerprint(KEY_A)]
+
+
+def test_the_operator_can_serve_keyless_callers_with_tenant_mode_none_or_a_mapping(start_gateway, upstream: FakeUpstream, tmp_path: Path) -> None:
+    everyone = start_gateway(tenant_mode="none")
+    assert status(everyone, key=None) == "ok" and status(everyone, key="EMPTY") == "ok"
+    # A mapped fingerprint is the operator's choice: no key and "EMPTY" share the tenant "lab" on purpose.
+    config = tmp_path / "memgate.toml"
+    config.write_text(f'[tenants]\n"{fingerprint("")}" = "lab"\n"{fingerprint("EMPTY")}" = "lab"\n')
+    mapped = start_gateway(config=config)
+    assert chat_as(mapped, {}, "alice", "My boat is called Heron.").headers["x-memory-status"] == "ok"
+    assert flushed_tenants(mapped) == ["lab"]
+    assert chat_as(mapped, {"Authorization": "Bearer EMPTY"}, "alice", "What is my boat called?").headers["x-memory-status"] == "ok"
+    assert "Heron" in memory_block(upstream.last_chat())
+    assert status(mapped, key="ollama") == "off"  # an unmapped placeholder stays off
+    assert mapped.metric("memgate_keyless_memory_off_total") == 1

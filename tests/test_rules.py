@@ -19,6 +19,7 @@ from .fake_upstream import FakeUpstream
 from .harness import ROOT, Gateway, free_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+KEY = "sk-rules-tests-5c1d"  # a caller without a key of its own has memory off whatever the rules say
 
 RULES = """
 [defaults]
@@ -58,7 +59,7 @@ def write_rules(directory: Path, text: str, name: str = "rules.toml") -> Path:
 
 def status(gateway: Gateway, user: str = "alice", model: str = "gpt-4o", headers: dict[str, str] | None = None) -> str:
     response = httpx.post(gateway.v1 + "/chat/completions", json={"model": model, "messages": MESSAGES},
-                          headers={"X-Memory-User-Id": user, **(headers or {})}, timeout=10)
+                          headers={"Authorization": f"Bearer {KEY}", "X-Memory-User-Id": user, **(headers or {})}, timeout=10)
     assert response.status_code == 200
     return response.headers["x-memory-status"]
 
