@@ -1,4 +1,7 @@
-"""Injection rules: `rules/*.toml`, loaded in name order, first matching `[[rule]]` wins over `[defaults]`."""
+"""Injection rules: `rules/*.toml`, loaded in name order; the first matching `[[rule]]` wins over `[defaults]`.
+
+The shipped `rules/default.toml` sets nothing (its defaults are comments), so only the operator's rules decide.
+"""
 
 from __future__ import annotations
 

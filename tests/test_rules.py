@@ -3,17 +3,23 @@ applied per request (seen in X-Memory-Status), and reloaded live by file watch o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Callable, Iterator
 
 import httpx
 import pytest
+
+from gateway.identity import key_fingerprint
+from gateway.rules import RuleSet, RuleSettings, load_rules
 
 from .fake_upstream import FakeUpstream
 from .harness import ROOT, Gateway, free_port
@@ -99,11 +105,13 @@ def test_invalid_rules_fail_start_up_naming_file_rule_and_field(case: str, tmp_p
     assert "Traceback" not in result.stderr
 
 
-def test_rules_check_accepts_the_shipped_rules() -> None:
+def test_rules_check_accepts_the_shipped_rules_and_examples() -> None:
     result = memgate("rules", "check", "--rules", str(ROOT / "rules"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 2 rules in 1 files")
-    assert "no-memory-for-batch" in result.stdout and "small-models-small-budget" in result.stdout
+    assert result.stdout.startswith("ok: 0 rules in 1 files")
+    examples = memgate("rules", "check", "--rules", str(ROOT / "rules" / "examples"))
+    assert examples.returncode == 0, examples.stderr
+    assert "no-memory-for-batch" in examples.stdout and "small-models-small-budget" in examples.stdout
 
 
 def test_rules_check_rejects_an_invalid_rule(tmp_path: Path) -> None:
@@ -130,10 +138,45 @@ def test_rules_explain_names_the_matching_rule_and_merged_settings(tmp_path: Pat
     assert explain(tmp_path, "--model", "gpt-4o", "--path", "/v1/other")["settings"]["top_k"] == 1
 
 
-def test_rules_explain_on_the_shipped_rules() -> None:
-    small = explain(ROOT / "rules", "--model", "gpt-4o-mini")
+def test_rules_explain_on_the_shipped_rules_and_examples() -> None:
+    shipped = explain(ROOT / "rules", "--model", "gpt-4o-mini")
+    assert shipped == {**shipped, "rule": "defaults", "settings": json.loads(json.dumps(dataclasses.asdict(RuleSettings())))}
+    examples = ROOT / "rules" / "examples"
+    small = explain(examples, "--model", "gpt-4o-mini")
     assert small["rule"] == "small-models-small-budget" and small["settings"]["budget_tokens"] == 512
-    assert explain(ROOT / "rules", "--model", "gpt-4o-batch", "--header", "X-Env=ci")["rule"] == "no-memory-for-batch"
+    assert explain(examples, "--model", "gpt-4o-batch", "--header", "X-Env=ci")["rule"] == "no-memory-for-batch"
+
+
+def test_the_shipped_rules_file_sets_nothing_and_its_comments_are_the_built_in_defaults() -> None:
+    # Nothing shipped may decide for a request: the operator's rules are the only ones in force.
+    assert load_rules(ROOT / "rules") == RuleSet(RuleSettings(), (), (str(ROOT / "rules" / "default.toml"),))
+    documented = {}
+    for line in (ROOT / "rules" / "default.toml").read_text().splitlines():
+        setting = re.fullmatch(r"# (\w+) = .*", line)
+        if setting and setting.group(1) in RuleSettings.__dataclass_fields__:
+            documented.update(tomllib.loads(line.removeprefix("# ")))
+    built_in = dataclasses.asdict(RuleSettings())
+    assert set(documented) == set(built_in)
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in documented.items()} == built_in
+
+
+def test_an_operators_rules_win_over_anything_shipped(start_gateway, tmp_path: Path) -> None:
+    # The operator's tenant policy sorts after the shipped file, its defaults before it: both must hold.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for shipped in (ROOT / "rules").glob("*.toml"):
+        (rules / shipped.name).write_text(shipped.read_text())
+    write_rules(rules, '[[rule]]\nname = "acme-off"\nmatch = { tenant = "acme" }\ninject = false\nextract = false\n', "tenant-policy.toml")
+    write_rules(rules, "[defaults]\ntop_k = 3\nbudget_tokens = 300\n", "acme-defaults.toml")
+    acme = explain(rules, "--model", "gpt-4o-mini", "--tenant", "acme")
+    assert (acme["rule"], acme["settings"]["inject"], acme["settings"]["extract"]) == ("acme-off", False, False)
+    other = explain(rules, "--model", "gpt-4o-mini", "--tenant", "k_0123456789abcdef")
+    assert (other["rule"], other["settings"]["top_k"], other["settings"]["budget_tokens"]) == ("defaults", 3, 300)
+    config = tmp_path / "memgate.toml"
+    config.write_text(f'[tenants]\n"{key_fingerprint(KEY)}" = "acme"\n')
+    gw = start_gateway(rules=rules, config=config)
+    for model in ("gpt-4o-mini", "o4-mini-high", "gpt-4o"):
+        assert status(gw, model=model) == "off"
 
 
 def test_rules_load_in_file_name_order_and_first_match_wins(tmp_path: Path) -> None:
