@@ -98,6 +98,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         middleware=[Middleware(InFlight, gauge=metrics.in_flight)],
         exception_handlers={GatewayError: gateway_error_handler, HTTPException: http_exception_handler, Exception: unhandled_error_handler},
     )
+    # Starlette answers `/path/` with a redirect built from the Host header: an open redirect. Paths are exact here.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.rules = rules

@@ -7,14 +7,38 @@ import logging
 import re
 import sys
 import time
+from typing import Any, Mapping
 
 # Anything that looks like a bearer credential is masked, whichever code path logged it.
 _SECRET = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{4,}")
+# A URL's user-info (https://user:password@host/...): the whole of it, a user name can be a token too.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@")
+# `token=...`, `"password": "..."`: only with `=` or `:`, so prose such as "token compare failed" stays readable.
+_NAMED_SECRET = re.compile(r"(?i)((?:token|password|passwd|secret)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;]{4,}")
+# Extra fields (and nested keys) whose value is a secret whatever it looks like: `admin_token`, `api_key`...
+_SECRET_NAME = re.compile(r"(?i)(?:.*[_\-])?(?:api[_\-]?key|token|password|passwd|secret|authorization|credentials?)")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}  # uvicorn adds color_message
 
 
 def scrub(text: str) -> str:
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    text = _NAMED_SECRET.sub(lambda m: m.group(1) + "***", text)
     return _SECRET.sub(lambda m: m.group(1) + "***", text)
+
+
+def scrub_field(name: str, value: Any) -> Any:
+    """An extra field's value with secrets masked; containers are walked, other objects become scrubbed text."""
+    if _SECRET_NAME.fullmatch(name) and value not in (None, ""):
+        return "***"
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): scrub_field(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [scrub_field("", v) for v in value]
+    return scrub(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +51,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = scrub_field(key, value)  # extra fields (an upstream URL, say) are scrubbed like msg
         if record.exc_info:
             entry["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
