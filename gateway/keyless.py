@@ -8,28 +8,30 @@ from __future__ import annotations
 
 import logging
 
-from .identity import NO_KEY, Identity
+from .identity import NO_KEY
 from .metrics import Metrics
 
 log = logging.getLogger("memgate.identity")
+
+# Case variants of a placeholder have fingerprints of their own: stop logging after this many keys.
+MAX_LOGGED_KEYS = 64
 
 
 class KeylessCallers:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._logged: set[str] = set()  # tenant fingerprints; bounded by the placeholder list, plus "no key"
+        self._logged: set[str] = set()  # fingerprints already logged, at most MAX_LOGGED_KEYS
 
-    def memory_off(self, identity: Identity, request_id: str) -> None:
-        """Count a request whose memory is turned off for want of a key; log the first of each key."""
-        assert identity.keyless is not None
-        self.metrics.keyless_memory_off.labels(identity.keyless).inc()
-        if identity.tenant in self._logged:
+    def memory_off(self, reason: str, fingerprint: str, request_id: str) -> None:
+        """Count a request whose memory is off for want of a key (`reason`: NO_KEY or PLACEHOLDER_KEY); log each key once."""
+        self.metrics.keyless_memory_off.labels(reason).inc()
+        if fingerprint in self._logged or len(self._logged) >= MAX_LOGGED_KEYS:
             return
-        self._logged.add(identity.tenant)
-        what = "no API key" if identity.keyless == NO_KEY else "a placeholder API key anyone can send"
+        self._logged.add(fingerprint)
+        what = "no API key" if reason == NO_KEY else "a placeholder API key anyone can send"
         log.warning(
             f"memory is off for chat requests with {what}: such callers would all share one tenant. "
-            f"To serve them on purpose, behind your own authentication, run with --tenant-mode none "
-            f'or map this key in memgate.toml: [tenants] "{identity.tenant}" = "<name>". Logged once per key.',
-            extra={"request_id": request_id, "reason": identity.keyless, "fingerprint": identity.tenant},
+            "To serve them on purpose, behind your own authentication, run with --tenant-mode none "
+            f'or map this key in memgate.toml: [tenants] "{fingerprint}" = "<name>". Logged once per key.',
+            extra={"request_id": request_id, "reason": reason, "fingerprint": fingerprint},
         )

@@ -143,7 +143,7 @@ class Proxy:
         if not identity.has_user:
             read = write = False
         elif identity.keyless is not None and (read or write):
-            self.keyless.memory_off(identity, request_id)
+            self.keyless.memory_off(identity.keyless, identity.tenant, request_id)
             read = write = False
         ctx = ChatContext(request_id, identity, rule_name, rule, model, read, write, api_key=bearer_token(headers))
         ctx.memory_status = "ok" if (read or write) else "off"
