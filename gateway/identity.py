@@ -32,7 +32,7 @@ class Identity:
     user: str | None
     agent: str | None = None
     session: str | None = None
-    # Why the caller has no tenant of its own (NO_KEY, PLACEHOLDER_KEY), or None: memory is off for it.
+    # NO_KEY or PLACEHOLDER_KEY: the caller has no tenant of its own, so memory is off. None: a real or mapped key.
     keyless: str | None = None
 
     @property

@@ -1,7 +1,7 @@
 """Chat requests whose caller has no tenant of its own (no API key, or a placeholder everyone sends).
 
 Their memory is off: with a keyless upstream (vLLM, Ollama) anyone could otherwise read anyone's
-memories by guessing a user id. Each is counted; the first of each kind is logged with what to do.
+memories by guessing a user id. Each is counted; the first with each key is logged, saying what to do.
 """
 
 from __future__ import annotations
