@@ -82,11 +82,18 @@ def test_memory_mode_off_forwards_the_body_byte_for_byte(gateway: Gateway, upstr
     assert upstream.chat_requests()[-1].body == body
 
 
-def test_a_rule_with_inject_false_injects_nothing(gateway: Gateway, upstream: FakeUpstream, alice: dict[str, str]) -> None:
-    # The shipped rules turn memory off for "*-batch" models sent with X-Env: ci.
-    response = chat(gateway, "sk-team-a", "alice", [{"role": "user", "content": "What is my dog's name?"}], model="nightly-batch", headers={"X-Env": "ci"})
+def test_a_rule_with_inject_false_injects_nothing(start_gateway, upstream: FakeUpstream, tmp_path: Path) -> None:
+    # The example rule "no-memory-for-batch" turns memory off for "*-batch" models sent with X-Env: ci.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "rules" / "examples" / "examples.toml", rules / "examples.toml")
+    gw = start_gateway(rules=rules)
+    add_memory(gw, "sk-team-a", "alice", "My dog is called Biscuit")
+    question = [{"role": "user", "content": "What is my dog's name?"}]
+    response = chat(gw, "sk-team-a", "alice", question, model="nightly-batch", headers={"X-Env": "ci"})
     assert response.status_code == 200 and response.headers["X-Memory-Injected"] == "0"
     assert memory_block(upstream.last_chat()) == "" and "Biscuit" not in json.dumps(upstream.last_chat())
+    assert chat(gw, "sk-team-a", "alice", question, model="nightly-batch", headers={"X-Env": "dev"}).headers["X-Memory-Injected"] != "0"
 
 
 def test_the_upstream_request_is_unchanged_apart_from_the_memory_block(gateway: Gateway, upstream: FakeUpstream, alice: dict[str, str]) -> None:
