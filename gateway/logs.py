@@ -12,7 +12,8 @@ from typing import Any, Mapping
 # Anything that looks like a bearer credential is masked, whichever code path logged it.
 _SECRET = re.compile(r"(?i)(bearer\s+|sk-|api[_-]?key[\"'=:\s]+)[A-Za-z0-9._\-]{4,}")
 # A URL's user-info (https://user:password@host/...): the whole of it, a user name can be a token too.
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@")
+# The lookbehind starts a scheme only at a word's start: without it long words cost quadratic time.
+_URL_CREDENTIALS = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@")
 # `token=...`, `"password": "..."`: only with `=` or `:`, so prose such as "token compare failed" stays readable.
 _NAMED_SECRET = re.compile(r"(?i)((?:token|password|passwd|secret)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;]{4,}")
 # Extra fields (and nested keys) whose value is a secret whatever it looks like: `admin_token`, `api_key`...
@@ -21,7 +22,8 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 def scrub(text: str) -> str:
-    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    if "://" in text:
+        text = _URL_CREDENTIALS.sub(r"\1***@", text)
     text = _NAMED_SECRET.sub(lambda m: m.group(1) + "***", text)
     return _SECRET.sub(lambda m: m.group(1) + "***", text)
 
