@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,14 @@ def test_scrub_masks_credentials(text: str, secret: str) -> None:
 @pytest.mark.parametrize("text", ["max_tokens: 512", "budget_tokens = 1024", "token compare failed", "http://host/path?email=a@b", "X-Memory-Injected-Tokens: 17"])
 def test_scrub_leaves_ordinary_text_alone(text: str) -> None:
     assert scrub(text) == text
+
+
+def test_scrub_takes_linear_time_on_hostile_text() -> None:
+    # Logged text can carry what a client sent; a pattern that backtracks on it would stall the event loop.
+    hostile = "upstream http://host/v1 said " + "a-" * 100_000 + " " + "x.y" * 30_000
+    started = time.perf_counter()
+    assert scrub(hostile) == hostile
+    assert time.perf_counter() - started < 1.0
 
 
 def test_extra_fields_are_scrubbed_like_the_message() -> None:
