@@ -177,7 +177,10 @@ class Proxy:
             upstream_done = time.perf_counter()
             if capture is not None and memory is not None:
                 reply = capture.reply()
-                if reply is None:
+                if capture.error is not None:
+                    metrics.captures_skipped.labels("capture_error").inc()
+                    log.warning("could not read the streamed reply: not learning from it", extra={"request_id": ctx.request_id, "error": type(capture.error).__name__})
+                elif reply is None:
                     metrics.captures_skipped.labels("truncated").inc()
                 else:
                     await memory.capture(ctx, payload, reply)
