@@ -44,10 +44,10 @@ def broke_off(request_id: str, route: str) -> UpstreamBrokeOff:
 
 
 class BodyThenCommit(Response):
-    """Sends a complete body, then runs `after` before closing the response.
+    """Sends a body but its last byte, runs `after`, then sends the last byte.
 
-    With Content-Length set the client already holds the whole answer while `after` commits the
-    extraction job, so the job is durable before the response finishes and nobody waits for it.
+    `after` commits the extraction job: as for a stream (whose closing chunk waits for it), a client
+    holds the complete answer only once the job is durable, and it waits for nothing but that commit.
     """
 
     def __init__(self, body: bytes, status: int, headers: list[tuple[str, str]], after: Callable[[], Awaitable[None]] | None) -> None:
@@ -62,9 +62,9 @@ class BodyThenCommit(Response):
         if self.after is None:
             await send({"type": "http.response.body", "body": self.body})
             return
-        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await send({"type": "http.response.body", "body": self.body[:-1], "more_body": True})
         await self.after()
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": self.body[-1:]})
 
 
 class Proxy:
