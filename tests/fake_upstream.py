@@ -51,6 +51,7 @@ class FakeUpstream:
     received: list[Received] = field(default_factory=list)
     cancelled_streams: int = 0
     open_connections: int = 0
+    incomplete_bodies: int = 0  # requests whose sender hung up before the whole body came
     extraction_calls: int = 0
     hold_extractions: threading.Event = field(default_factory=lambda: set_event(threading.Event()))
 
@@ -119,7 +120,11 @@ class FakeUpstream:
                         break
                     name, _, value = h.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
-                body = await self._body(reader, headers)
+                try:
+                    body = await self._body(reader, headers)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    self.incomplete_bodies += 1
+                    return
                 self.received.append(Received(method, path, headers, body))
                 keep = await self._respond(method, path, headers, body, writer)
                 if not keep:
