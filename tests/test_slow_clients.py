@@ -63,9 +63,11 @@ def stalled_upload(port: int, path: bytes, declared: int, sent: bytes = b"012345
 
 
 def answer(sock: socket.socket) -> tuple[bytes, bytes]:
-    """(head, body) of the response, read until the server closes the connection."""
+    """(head, body) of a response with a Content-Length."""
     raw = b""
-    while piece := sock.recv(65536):
+    while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < int(raw.lower().split(b"content-length:")[1].split(b"\r\n")[0]):
+        piece = sock.recv(65536)
+        assert piece, raw
         raw += piece
     head, _, body = raw.partition(b"\r\n\r\n")
     return head, body
@@ -94,6 +96,15 @@ def test_stalled_uploads_never_starve_other_requests_of_upstream_connections(sta
             assert response.status_code == 200, response.text
             assert httpx.get(gw.v1 + "/models", timeout=10).status_code == 200
         assert time.monotonic() - started < 10
+        # One large upload holds the one upload slot of a 3-connection pool; the others waited a pool timeout for it.
+        answered = []
+        for sock in stalled[6:]:
+            sock.settimeout(5)
+            try:
+                answered.append(answer(sock))
+            except TimeoutError:
+                pass
+        assert len(answered) == 3 and all(head.startswith(b"HTTP/1.1 503") and json.loads(body)["error"]["code"] == "uploads_busy" for head, body in answered), answered
     finally:
         for sock in stalled:
             sock.close()
@@ -108,8 +119,9 @@ def test_a_client_stalling_mid_body_gets_a_408_and_its_upstream_request_is_cance
         sock = stalled_upload(gw.port, path, declared, sent)
         started = time.monotonic()
         head, body = answer(sock)
+        closed = sock.recv(1) == b""
         sock.close()
-        assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower(), head
+        assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower() and closed, head
         assert json.loads(body)["error"]["code"] == "client_body_timeout"
         assert 0.9 < time.monotonic() - started < 5
     # Only the streamed upload reached the upstream, and its request was cut off there, not left open.
