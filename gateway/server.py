@@ -80,6 +80,13 @@ class HttpTools(HeaderDeadline, OpenAIShapedBadRequest, HttpToolsProtocol):
 class H11(HeaderDeadline, OpenAIShapedBadRequest, H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        self._track_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._track_headers()  # a pipelined request's partial head becomes the current one now
+
+    def _track_headers(self) -> None:
         if self.conn.their_state is not h11.IDLE:
             self._headers_arrived()
         elif self.conn.trailing_data[0]:

@@ -145,10 +145,15 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(start_gateway, h
     silent = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     partial = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     partial.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Le")
+    kept = socket.create_connection(("127.0.0.1", gw.port), timeout=10)  # a second request's head, after a first one
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo")
     try:
         started = time.monotonic()
         assert silent.recv(1024) == b"" and partial.recv(1024) == b""  # closed by the gateway
         assert 0.9 < time.monotonic() - started < 5
+        first = kept.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200") and kept.recv(1024) == b""
+        assert time.monotonic() - started < 5
         # A response slower than the header timeout is not cut, and the connection serves a next request.
         with httpx.Client(timeout=10) as client:
             slow = client.post(gw.v1 + "/chat/completions", headers={"X-Fake-Delay": "2"}, json={"model": "fake-slow", "messages": [{"role": "user", "content": "hi"}]})
@@ -157,3 +162,4 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(start_gateway, h
     finally:
         silent.close()
         partial.close()
+        kept.close()
