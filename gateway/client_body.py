@@ -7,18 +7,8 @@ import asyncio
 from typing import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
 
-from .errors import BadRequest, GatewayError, PayloadTooLarge
-
-
-class ClientBodyTimeout(GatewayError):
-    status = 408
-    code = "client_body_timeout"
-
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        # The rest of the body may still come: close the connection rather than read it as a next request.
-        return super().response({**(headers or {}), "Connection": "close"})
+from .errors import BadRequest, ClientBodyTimeout, GatewayError, PayloadTooLarge
 
 
 class ClientBody:
