@@ -45,8 +45,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("read_timeout", float, 600.0, "seconds to wait for upstream bytes (between stream chunks too)"),
     Option("write_timeout", float, 60.0, "seconds to send the request upstream"),
     Option("pool_timeout", float, 10.0, "seconds to wait for a free pooled upstream connection"),
-    Option("max_connections", int, 512, "upstream connection pool size"),
-    Option("max_body_bytes", int, 16 * 1024 * 1024, "largest request body accepted (413 above)"),
+    Option("max_connections", int, 512, "upstream connection pool size; streamed uploads (bodies over --max-body-bytes) may hold a quarter of it"),
+    Option("max_body_bytes", int, 16 * 1024 * 1024, "largest chat request body accepted (413 above); other /v1 bodies up to it are read whole before going upstream"),
+    Option("client_header_timeout", float, 30.0, "seconds a client may take to send its request headers; then the connection is closed"),
+    Option("client_body_timeout", float, 30.0, "seconds a client may pause while sending a request body; then it gets a 408 and its upstream request is cancelled"),
     # Chosen by bench/bench_proxy.py; kept as settings so the choice can be re-measured anywhere.
     Option("loop", str, "uvloop", "event loop: 'uvloop' or 'asyncio'"),
     Option("http", str, "httptools", "HTTP/1.1 server parser: 'httptools' or 'h11'"),
@@ -86,6 +88,8 @@ class Settings:
     pool_timeout: float = 10.0
     max_connections: int = 512
     max_body_bytes: int = 16 * 1024 * 1024
+    client_header_timeout: float = 30.0
+    client_body_timeout: float = 30.0
     loop: str = "uvloop"
     http: str = "httptools"
     upstream_transport: str = "aiohttp"
@@ -118,6 +122,8 @@ class Settings:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.max_body_bytes <= 0 or self.max_connections <= 0:
             raise ConfigError("max_body_bytes and max_connections must be positive")
+        if self.client_header_timeout <= 0 or self.client_body_timeout <= 0:
+            raise ConfigError("client_header_timeout and client_body_timeout must be positive")
 
     @property
     def upstream_base(self) -> str:

@@ -42,6 +42,15 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class ClientBodyTimeout(GatewayError):
+    status = 408
+    code = "client_body_timeout"
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        # The rest of the body may still come: close the connection rather than read it as a next request.
+        return super().response({**(headers or {}), "Connection": "close"})
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "request_too_large"

@@ -25,7 +25,7 @@ RULES_RELOAD_OUTCOMES = ("ok", "invalid")
 HOT_TIER_RESULTS = ("hit", "miss", "empty", "reload")
 EXTRACTION_OUTCOMES = ("enqueued", "done", "retry", "dead", "dropped")  # dropped: queue full at enqueue
 MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")  # history actions
-CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error")
+CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error", "capture_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
 

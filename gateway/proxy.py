@@ -10,12 +10,13 @@ import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .client_body import ClientBody, read_body
 from .config import Settings
-from .errors import BadRequest, GatewayError, PayloadTooLarge
+from .errors import BadRequest, GatewayError
 from .exchange import ChatContext, MemoryLayer, memory_modes
 from .identity import bearer_token, identify
 from .keyless import KeylessCallers
@@ -45,10 +46,10 @@ def broke_off(request_id: str, route: str) -> UpstreamBrokeOff:
 
 
 class BodyThenCommit(Response):
-    """Sends a complete body, then runs `after` before closing the response.
+    """Sends a body but its last byte, runs `after`, then sends the last byte.
 
-    With Content-Length set the client already holds the whole answer while `after` commits the
-    extraction job, so the job is durable before the response finishes and nobody waits for it.
+    `after` commits the extraction job: as for a stream (whose closing chunk waits for it), a client
+    holds the complete answer only once the job is durable, and it waits for nothing but that commit.
     """
 
     def __init__(self, body: bytes, status: int, headers: list[tuple[str, str]], after: Callable[[], Awaitable[None]] | None) -> None:
@@ -63,9 +64,9 @@ class BodyThenCommit(Response):
         if self.after is None:
             await send({"type": "http.response.body", "body": self.body})
             return
-        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await send({"type": "http.response.body", "body": self.body[:-1], "more_body": True})
         await self.after()
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": self.body[-1:]})
 
 
 class Proxy:
@@ -120,7 +121,7 @@ class Proxy:
         return self._finish("chat", response, started, sent, request_id, upstream_done)
 
     async def _prepare(self, request: Request, request_id: str) -> tuple[ChatContext, dict[str, Any], bytes]:
-        body = await read_body(request, self.settings.max_body_bytes)
+        body = await read_body(request, self.settings.max_body_bytes, self.settings.client_body_timeout)
         try:
             payload = json.loads(body)
         except UnicodeDecodeError:
@@ -182,7 +183,10 @@ class Proxy:
             upstream_done = time.perf_counter()
             if capture is not None and memory is not None:
                 reply = capture.reply()
-                if reply is None:
+                if capture.error is not None:
+                    metrics.captures_skipped.labels("capture_error").inc()
+                    log.warning("could not read the streamed reply: not learning from it", extra={"request_id": ctx.request_id, "error": type(capture.error).__name__})
+                elif reply is None:
                     metrics.captures_skipped.labels("truncated").inc()
                 else:
                     await memory.capture(ctx, payload, reply)
@@ -209,16 +213,8 @@ class Proxy:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         url = self.upstream.url(*raw_target(request))
-        headers = forwardable(request.headers.items())
-        length = request.headers.get("content-length")
-        body: bytes | AsyncIterator[bytes] = b""
-        if length is not None:
-            headers.append(("Content-Length", length))  # stream uploads as they came, not chunked
-            body = request.stream()
-        elif "chunked" in request.headers.get("transfer-encoding", ""):
-            body = request.stream()
         try:
-            upstream = await self.upstream.open(request.method, url, headers, body)
+            upstream = await self._forward_request(request, url)
         except GatewayError as exc:
             if exc.status >= 502:
                 self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
@@ -251,6 +247,40 @@ class Proxy:
                 raise broke_off(request_id, "passthrough") from broken
 
         return streaming(body(), upstream.status_code, headers)
+
+    async def _forward_request(self, request: Request, url: str) -> httpx.Response:
+        """Open the upstream request of a passthrough route.
+
+        A body up to `max_body_bytes` is read whole first, so a client that stalls holds no upstream
+        connection; a larger one streams (its declared length kept) on one of the upload slots.
+        Either way a client pausing `client_body_timeout` mid-body gets a 408, and a streamed
+        upstream request is cancelled with it.
+        """
+        headers = forwardable(request.headers.items())
+        length = request.headers.get("content-length")
+        if length is None and "chunked" not in request.headers.get("transfer-encoding", ""):
+            return await self.upstream.open(request.method, url, headers, b"")
+        reader = ClientBody(request, self.settings.client_body_timeout)
+        head, whole = b"", False
+        if length is None or not length.isdigit() or int(length) <= self.settings.max_body_bytes:
+            head, whole = await reader.read(self.settings.max_body_bytes)
+        if whole:
+            if not head:
+                headers.append(("Content-Length", "0"))  # an empty POST still says so: some servers want a length
+            return await self._send(request.method, url, headers, head, reader)
+        if length is not None:
+            headers.append(("Content-Length", length))  # stream uploads as they came, not chunked
+        async with self.upstream.upload_slot():
+            return await self._send(request.method, url, headers, reader.rest(head), reader)
+
+    async def _send(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | AsyncIterator[bytes], reader: ClientBody) -> httpx.Response:
+        try:
+            return await self.upstream.open(method, url, headers, body)
+        except GatewayError:
+            # The aiohttp transport reports a body the client stopped sending as a connection error.
+            if reader.failure is not None:
+                raise reader.failure from None
+            raise
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -309,25 +339,3 @@ def streaming(body: AsyncIterator[bytes], status: int, headers: list[tuple[str, 
     response = StreamingResponse(body, status_code=status)
     response.raw_headers = encode_headers(headers)
     return response
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes (checked before and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-        except ValueError:
-            raise BadRequest("invalid Content-Length header") from None
-    chunks = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise BadRequest("client disconnected while sending the body", code="client_disconnected") from None
-    return b"".join(chunks)

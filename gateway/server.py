@@ -7,6 +7,7 @@ import ctypes
 import json
 import os
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -30,15 +31,75 @@ class OpenAIShapedBadRequest:
         self.transport.close()
 
 
-class HttpTools(OpenAIShapedBadRequest, HttpToolsProtocol):
-    pass
+class HeaderDeadline:
+    """Closes a connection whose request headers are not complete `header_timeout` seconds after it
+    opened, or after its next request's first byte: uvicorn itself would wait for them forever (its
+    keep-alive timeout covers only a connection that sends nothing after a response)."""
+
+    header_timeout = 30.0
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_arrived()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _await_headers(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline_passed)
+
+    def _headers_arrived(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_deadline_passed(self) -> None:
+        self._header_timer = None
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            self._await_headers()  # a pipelined request's headers are due once the response before it is done
+        elif not self.transport.is_closing():
+            self.transport.close()
 
 
-class H11(OpenAIShapedBadRequest, H11Protocol):
-    pass
+class HttpTools(HeaderDeadline, OpenAIShapedBadRequest, HttpToolsProtocol):
+    def on_message_begin(self) -> None:
+        self._await_headers()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._headers_arrived()
+        super().on_headers_complete()
+
+
+class H11(HeaderDeadline, OpenAIShapedBadRequest, H11Protocol):
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._track_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._track_headers()  # a pipelined request's partial head becomes the current one now
+
+    def _track_headers(self) -> None:
+        if self.conn.their_state is not h11.IDLE:
+            self._headers_arrived()
+        elif self.conn.trailing_data[0]:
+            self._await_headers()  # part of a request's head, still waiting for the rest
 
 
 PROTOCOLS: dict[str, type[asyncio.Protocol]] = {"httptools": HttpTools, "h11": H11}
+
+
+def protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """The chosen HTTP protocol class, with this gateway's header timeout."""
+    base = PROTOCOLS[settings.http]
+    return type(base.__name__, (base,), {"header_timeout": settings.client_header_timeout})
 
 
 def raise_open_file_limit() -> None:
@@ -79,7 +140,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop=settings.loop,  # bench/bench_proxy.py measures the choices
-        http=PROTOCOLS[settings.http],
+        http=protocol(settings),
         lifespan="on",
         access_log=False,  # the proxy logs each request itself, with its request id
         log_config=None,

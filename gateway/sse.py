@@ -10,25 +10,39 @@ from .exchange import Reply
 
 
 class StreamCapture:
-    """Fed the raw SSE bytes as they pass through; never alters or holds them back.
+    """Fed the raw SSE bytes as they pass through; never alters or holds them back, and never raises.
 
     A stream counts as complete only when it ends with `data: [DONE]` and carried no error event:
-    a truncated or failed stream is not extracted from.
+    a truncated or failed stream is not extracted from. Any error while reading it (an event shape
+    nobody anticipated) stops the capture for good and is kept in `error`: the bytes flow on.
     """
 
     def __init__(self) -> None:
-        self._pending = b""
+        self._pending: list[bytes] = []  # the current line's pieces: joined once, when its newline comes
         self._content: list[str] = []
         self._tools: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
         self.done = False
         self.failed = False
+        self.error: Exception | None = None
 
     def feed(self, chunk: bytes) -> None:
-        data = self._pending + chunk
-        lines = data.split(b"\n")
-        self._pending = lines.pop()
-        for line in lines:
+        if self.error is not None:
+            return
+        try:
+            self._feed(chunk)
+        except Exception as exc:  # a capture bug or an odd event must never cut the client's stream
+            self.error = exc
+
+    def _feed(self, chunk: bytes) -> None:
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            self._pending.append(chunk)  # no line end yet: linear in the line's length, however long
+            return
+        self._pending.append(lines[0])
+        first = b"".join(self._pending)
+        self._pending = [lines[-1]] if lines[-1] else []
+        for line in [first, *lines[1:-1]]:
             self._line(line.rstrip(b"\r"))
 
     def _line(self, line: bytes) -> None:
@@ -72,10 +86,10 @@ class StreamCapture:
             slot["function"]["arguments"] += fn.get("arguments") or ""
 
     def reply(self) -> Reply | None:
-        """The assembled reply, or None when the stream was truncated or failed."""
-        if self._pending.strip():
+        """The assembled reply, or None when the stream was truncated, failed or could not be read."""
+        if any(piece.strip() for piece in self._pending):
             self.feed(b"\n")
-        if not self.done or self.failed:
+        if not self.done or self.failed or self.error is not None:
             return None
         tools = [self._tools[i] for i in sorted(self._tools)]
         return Reply("".join(self._content), tools, self.finish_reason)

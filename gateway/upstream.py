@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
 from typing import AsyncIterator, Iterable
 
@@ -11,7 +12,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from .config import Settings
-from .errors import GatewayError, UpstreamTimeout, UpstreamUnreachable
+from .errors import GatewayError, Unavailable, UpstreamTimeout, UpstreamUnreachable
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the HTTP stack recomputes itself.
 HOP_BY_HOP = frozenset(
@@ -75,6 +76,9 @@ class Upstream:
             pool=settings.pool_timeout,
         )
         limit = settings.max_connections
+        # Streamed uploads run at the client's pace, which may be a drip: they share a quarter of the
+        # pool, so however many stall, the rest of the pool stays free for everyone else.
+        self.upload_slots = asyncio.Semaphore(max(1, limit // 4))
 
         def session() -> aiohttp.ClientSession:
             # A dummy jar: an upstream Set-Cookie for one caller must never ride on the next one's request.
@@ -120,6 +124,18 @@ class Upstream:
             if deadline.expired():  # the transport reports the cancellation as a connection error
                 raise UpstreamTimeout("upstream stopped taking the request body (write timeout)") from None
             raise as_gateway_error(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def upload_slot(self) -> AsyncIterator[None]:
+        """Hold one of the connections streamed uploads may use, waiting up to the pool timeout (else 503)."""
+        try:
+            await asyncio.wait_for(self.upload_slots.acquire(), self.timeout.pool)
+        except TimeoutError:
+            raise Unavailable("too many large uploads in progress: retry later", code="uploads_busy") from None
+        try:
+            yield
+        finally:
+            self.upload_slots.release()
 
     async def aclose(self) -> None:
         await self.client.aclose()

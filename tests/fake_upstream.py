@@ -12,6 +12,7 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
   fake-malformed  streams an SSE event that is not JSON
   fake-drip       streams 50 chunks X-Fake-Delay seconds apart (for disconnects and first byte)
   fake-gzip       JSON reply gzip-encoded (Content-Encoding: gzip), as real upstreams do when asked
+  fake-odd-tools  streams tool-call deltas a buggy server sends: `"index": null`, `"function": "x"`
 
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
 first-person sentence of the user messages it was sent (unless its model is fake-error-NNN); one
@@ -50,6 +51,7 @@ class FakeUpstream:
     received: list[Received] = field(default_factory=list)
     cancelled_streams: int = 0
     open_connections: int = 0
+    incomplete_bodies: int = 0  # requests whose sender hung up before the whole body came
     extraction_calls: int = 0
     hold_extractions: threading.Event = field(default_factory=lambda: set_event(threading.Event()))
 
@@ -118,7 +120,11 @@ class FakeUpstream:
                         break
                     name, _, value = h.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
-                body = await self._body(reader, headers)
+                try:
+                    body = await self._body(reader, headers)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    self.incomplete_bodies += 1
+                    return
                 self.received.append(Received(method, path, headers, body))
                 keep = await self._respond(method, path, headers, body, writer)
                 if not keep:
@@ -202,6 +208,9 @@ class FakeUpstream:
             events = events[:1] + [b"data: {not json\n\n"] + events[1:]
         if model == "fake-drip":
             events = [event_bytes(chunk(model, {"content": f"w{i} "})) for i in range(50)] + events[-2:]
+        if model == "fake-odd-tools":
+            odd = [{"index": None, "id": "call_1", "function": {"name": "f", "arguments": ""}}, {"index": 1, "function": "x"}]
+            events = events[:1] + [event_bytes(chunk(model, {"tool_calls": [call]})) for call in odd] + events[1:]
         try:
             for index, event in enumerate(events):
                 if model == "fake-reset" and index == 2:

@@ -33,6 +33,7 @@ class Counts:
         "enqueued": ("memgate_extraction_jobs_total", {"outcome": "enqueued"}),
         "skipped_failed": ("memgate_capture_skipped_total", {"reason": "failed"}),
         "skipped_truncated": ("memgate_capture_skipped_total", {"reason": "truncated"}),
+        "skipped_capture_error": ("memgate_capture_skipped_total", {"reason": "capture_error"}),
         "timeout": ("memgate_upstream_errors_total", {"reason": "timeout"}),
         "unreachable": ("memgate_upstream_errors_total", {"reason": "unreachable"}),
         "stream_timeout": ("memgate_upstream_errors_total", {"reason": "stream_timeout"}),
@@ -191,3 +192,16 @@ def test_an_upstream_that_stops_reading_the_request_is_a_504_after_the_write_tim
         assert gw.metric("memgate_upstream_errors_total", reason="timeout") == 2
     finally:
         gw.stop()
+
+
+def test_a_stream_the_capture_cannot_read_reaches_the_client_byte_exact_and_is_counted(gw: Gateway, upstream: FakeUpstream) -> None:
+    # Tool-call deltas with "index": null and a string "function" once raised inside the capture and cut the stream.
+    counts = Counts(gw)
+    body = {"model": "fake-odd-tools", "messages": QUESTION, "stream": True}
+    direct = httpx.post(upstream.url + "/chat/completions", json=body, timeout=10).content
+    status, got, headers, _, broken = send(gw, "fake-odd-tools", True)
+    assert status == 200 and broken is None and headers["x-memory-status"] == "ok"
+    assert got == direct and b'"index": null' in got and got.endswith(b"data: [DONE]\n\n")
+    assert counts.delta() == {"skipped_capture_error": 1}
+    assert_no_job(gw, counts)
+    assert "Exception in ASGI application" not in gw.log() and "could not read the streamed reply" in gw.log()
