@@ -13,6 +13,8 @@ from typing import Iterator
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.inject import render_line
 from gateway.records import Memory
@@ -135,3 +137,52 @@ def test_a_memory_stored_with_a_time_out_of_range_before_the_checks_is_still_rec
                           headers={"Authorization": f"Bearer {KEY}", "X-Memory-User-Id": "vera"}, timeout=30)
     assert response.status_code == 200 and response.headers["X-Memory-Status"] == "ok", gw.log()[-3000:]
     assert '(undated, fact) "I drink oolong at night"' in system_text(upstream.last_chat())
+
+
+hostile_values = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=12),
+    st.sampled_from(["\ud800", "a\udfffb", "x" * 4001, " ", "a b", "x' OR '1'='1", "fact", "default", 946684800, 2**63 - 1, 2**63, 1e300]),
+    st.lists(st.integers() | st.floats() | st.text(max_size=3), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+FIELDS = ("id", "tenant", "user_id", "text", "kind", "agent_id", "session_id", "created_at", "updated_at", "last_used_at", "use_count",
+          "confidence", "source_request_id", "superseded_by", "pinned", "flagged", "tokens", "vector", "embedder")
+import_lines_strategy = st.lists(
+    st.one_of(
+        st.dictionaries(st.sampled_from(FIELDS), hostile_values, max_size=4),
+        st.sampled_from(["same-dim", "nested", "huge"]).map(lambda shape: {"vector": shape, "embedder": "same"}),
+    ),
+    min_size=1, max_size=5,
+)
+
+
+_EMBEDDER: dict[str, tuple[str, int]] = {}
+
+
+def _embedder(admin: httpx.Client) -> tuple[str, int]:
+    """The gateway's embedder name and dimension, read once from an export with vectors."""
+    if str(admin.base_url) in _EMBEDDER:
+        return _EMBEDDER[str(admin.base_url)]
+    made = admin.post("/tenants/fz-seed/users/u1/memories", json={"text": "I seed"}).json()
+    [row] = [json.loads(line) for line in admin.get("/export", params={"tenant": "fz-seed", "user": "u1", "vectors": "true"}).text.splitlines()]
+    assert row["id"] == made["id"]
+    _EMBEDDER[str(admin.base_url)] = row["embedder"], len(row["vector"])
+    return _EMBEDDER[str(admin.base_url)]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lines=import_lines_strategy, seed=st.integers(0, 10**6))
+def test_any_import_line_is_imported_skipped_or_reported_never_a_500(admin: httpx.Client, lines: list[dict], seed: int) -> None:
+    embedder, dim = _embedder(admin)
+    body = []
+    for number, overrides in enumerate(lines):
+        row = {"id": f"fz-{seed}-{number}", "tenant": "fz-t", "user_id": f"u{seed % 7}", "text": f"I collect {seed} stamps", **overrides}
+        shape = row.get("vector")
+        if row.get("embedder") == "same":
+            row["embedder"] = embedder
+            row["vector"] = {"same-dim": [0.25] * dim, "nested": [[0.25, 0.5]] * dim, "huge": [10**400] * dim}.get(str(shape), shape)
+        body.append(json.dumps(row))
+    response = admin.post("/import", content="\n".join(body))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["imported"] + result["skipped"] + result["failed"] == len(body)
+    assert all(isinstance(e["line"], int) and e["message"] for e in result["errors"])
