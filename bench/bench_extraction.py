@@ -97,9 +97,11 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
 
 def enqueue_cost(samples: int) -> tuple[float, float]:
     """JobQueue.enqueue alone (one INSERT in autocommit on a WAL file, on the loop), no workers."""
+    from gateway.config import Settings
     from gateway.db import open_db, open_request_writer
     from gateway.exchange import ChatContext, Reply
     from gateway.identity import Identity
+    from gateway.jobs import JobBounds
     from gateway.metrics import Metrics
     from gateway.queue import JobQueue
     from gateway.rules import RuleSettings
@@ -112,7 +114,10 @@ def enqueue_cost(samples: int) -> tuple[float, float]:
                 return None
 
             writer = open_request_writer(Path(tmp) / "q.sqlite3")
-            queue = JobQueue(db, Metrics(), nothing, default_extractor="heuristic", workers=0, max_jobs=samples + 1, request_writer=writer)
+            defaults = Settings()
+            queue = JobQueue(db, Metrics(), nothing, default_extractor="heuristic", workers=0, max_jobs=samples + 1,
+                             bounds=JobBounds(defaults.max_job_messages, defaults.max_job_bytes), dead_letter_retention=defaults.dead_letter_retention,
+                             has_extraction_key=False, request_writer=writer)
             await queue.start()
             payload = {"messages": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "I prefer Terraform over CloudFormation."}]}
             times = []

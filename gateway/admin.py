@@ -19,12 +19,12 @@ from starlette.routing import Route
 from .errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
 from .identity import bearer_token, validate_id
 from .memory import MemoryService, new_id
+from .memory_fields import MAX_TEXT_CHARS, FieldError, confidence_of, field_of, memory_kind, memory_text, unicode_text
 from .metrics import Metrics
 from .proxy import read_body
-from .records import KINDS, Memory
+from .records import Memory
 
 PREFIX = "/admin/v1"
-MAX_TEXT_CHARS = 4000
 MAX_LIMIT = 500
 MAX_BODY_BYTES = 1024 * 1024  # an admin JSON body holds one memory (<= 4000 characters) or a query
 Handler = Callable[[Request], Awaitable[Response]]
@@ -44,6 +44,8 @@ def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
             response = await handler(request)
         except GatewayError as exc:
             response = exc.response()
+        except FieldError as exc:  # a memory field refused by the validators import shares
+            response = BadRequest(str(exc), param=exc.param, code=exc.code).response()
         metrics.requests.labels("admin", str(response.status_code)).inc()
         return response
 
@@ -59,49 +61,6 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object", code="invalid_json")
     return body
-
-
-def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"missing required field '{name}'", param=name, code="missing_field")
-        return None
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is not a number
-        names = " or ".join(k.__name__ for k in kinds)
-        raise BadRequest(f"field '{name}' must be {names}", param=name, code="invalid_field")
-    return value
-
-
-def unicode_text(value: str, name: str) -> str:
-    """`value` if it is valid Unicode: JSON can carry lone surrogates (\\ud800), which no store or model can."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest(f"field '{name}' contains invalid Unicode (a lone surrogate)", param=name, code="invalid_field") from None
-    return value
-
-
-def memory_text(body: dict[str, Any], required: bool) -> str | None:
-    text = field_of(body, "text", str, required)
-    if text is not None and not (0 < len(text.strip()) and len(text) <= MAX_TEXT_CHARS):
-        raise BadRequest(f"field 'text' must be 1-{MAX_TEXT_CHARS} characters, not blank", param="text", code="invalid_field")
-    return None if text is None else unicode_text(text, "text")
-
-
-def memory_kind(value: Any) -> str | None:
-    if value is not None and value not in KINDS:
-        raise BadRequest(f"field 'kind' must be one of {', '.join(KINDS)}", param="kind", code="invalid_field")
-    return value
-
-
-def confidence_of(body: dict[str, Any]) -> float | None:
-    value = field_of(body, "confidence", (int, float))
-    # A plain range check: NaN fails it, and a 400-digit integer is compared without becoming a float.
-    if value is not None and not 0 <= value <= 1:
-        raise BadRequest("field 'confidence' must be between 0 and 1", param="confidence", code="invalid_field")
-    return None if value is None else float(value)
 
 
 def scope_of(request: Request) -> tuple[str, str]:

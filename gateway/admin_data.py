@@ -4,14 +4,15 @@ Export streams one memory per line (every field; the vector and the embedder's n
 `vectors=true`). Import takes the same lines back. It is partial by design: every valid line is
 imported and every invalid one is reported by line number in `errors` of a 200 answer, so one bad
 line in a large backup does not block the rest; a body that is not UTF-8 text at all is a 400.
-Ids make it idempotent: a line whose id is already stored is counted in `skipped`.
+Ids are global and make it idempotent: a line whose id the same user already holds is counted in
+`skipped`, one whose id another user or tenant holds is an error for that line.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
+import time
 from typing import Any, AsyncIterator, Callable
 
 import numpy as np
@@ -19,16 +20,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .admin import MAX_TEXT_CHARS, admin_route, opened
-from .errors import BadRequest, GatewayError, PayloadTooLarge
+from .admin import admin_route, opened
+from .errors import BadRequest, PayloadTooLarge
 from .identity import validate_id
 from .memory import MemoryService
+from .memory_fields import confidence_of, count_of, field_of, free_text_of, id_of, memory_kind, memory_text, timestamp_of
 from .metrics import Metrics
-from .records import KINDS, Memory
+from .records import Memory
 
 IMPORT_BATCH = 256  # memories embedded and committed together
 MAX_REPORTED_ERRORS = 1000
-OPTIONAL_STR = ("agent_id", "session_id", "source_request_id", "superseded_by")
 TIMESTAMPS = ("created_at", "updated_at", "last_used_at")
 
 
@@ -40,56 +41,27 @@ def export_line(m: Memory, embedder: str | None) -> str:
     return json.dumps(row, ensure_ascii=False) + "\n"
 
 
-def _number(row: dict[str, Any], name: str) -> float | None:
-    value = row.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"field '{name}' must be a non-negative number")
-    return float(value)
-
-
-def parse_line(text: str, embedder: str, dim: int) -> Memory:
-    """One JSONL line to a Memory; raises ValueError with a message naming the field. The vector is
-    kept only when it comes from this gateway's embedder with its dimension (else re-embedded)."""
+def parse_line(text: str, embedder: str, dim: int, now: float) -> Memory:
+    """One JSONL line to a Memory; raises ValueError (FieldError for a field, naming it) with the
+    validators the admin API uses. The vector is kept only when it comes from this gateway's
+    embedder with its dimension (else re-embedded)."""
     try:
         row = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("not valid JSON") from None
     if not isinstance(row, dict):
         raise ValueError("must be a JSON object")
-    for name in ("id", "tenant", "user_id", "text"):
-        if not isinstance(row.get(name), str):
-            raise ValueError(f"field '{name}' is required and must be a string")
-    try:
-        mid, tenant, user = (validate_id(row[n], n) for n in ("id", "tenant", "user_id"))
-    except GatewayError as exc:
-        raise ValueError(exc.message) from None
-    body = row["text"]
-    if not body.strip() or len(body) > MAX_TEXT_CHARS:
-        raise ValueError(f"field 'text' must be 1-{MAX_TEXT_CHARS} characters, not blank")
-    kind = row.get("kind") or "fact"
-    if kind not in KINDS:
-        raise ValueError(f"field 'kind' must be one of {', '.join(KINDS)}")
-    for name in OPTIONAL_STR:
-        if row.get(name) is not None and not isinstance(row[name], str):
-            raise ValueError(f"field '{name}' must be a string or null")
-    for name in ("pinned", "flagged"):
-        if row.get(name) is not None and not isinstance(row[name], bool):
-            raise ValueError(f"field '{name}' must be true or false")
-    stamps = {name: _number(row, name) for name in TIMESTAMPS}
-    use_count = row.get("use_count") or 0
-    if isinstance(use_count, bool) or not isinstance(use_count, int) or use_count < 0:
-        raise ValueError("field 'use_count' must be a non-negative integer")
-    confidence = _number(row, "confidence")
-    if confidence is not None and confidence > 1:
-        raise ValueError("field 'confidence' must be between 0 and 1")
+    mid, tenant, user = (id_of(row, name, required=True) for name in ("id", "tenant", "user_id"))
+    stamps = {name: timestamp_of(row, name, now) for name in TIMESTAMPS}
+    confidence = confidence_of(row)
     memory = Memory(
-        id=mid, tenant=tenant, user_id=user, text=body, kind=kind,
-        **{name: row.get(name) for name in OPTIONAL_STR},
+        id=str(mid), tenant=str(tenant), user_id=str(user), text=str(memory_text(row, required=True)),
+        kind=memory_kind(field_of(row, "kind", str)) or "fact",
+        agent_id=id_of(row, "agent_id"), session_id=id_of(row, "session_id"), superseded_by=id_of(row, "superseded_by"),
+        source_request_id=free_text_of(row, "source_request_id"),
         created_at=stamps["created_at"] or 0.0, updated_at=stamps["updated_at"] or 0.0, last_used_at=stamps["last_used_at"],
-        use_count=use_count, confidence=1.0 if confidence is None else confidence,
-        pinned=bool(row.get("pinned")), flagged=bool(row.get("flagged")),
+        use_count=count_of(row, "use_count") or 0, confidence=1.0 if confidence is None else confidence,
+        pinned=bool(field_of(row, "pinned", bool)), flagged=bool(field_of(row, "flagged", bool)),
     )
     memory.vector = _vector(row, embedder, dim)
     return memory
@@ -101,8 +73,10 @@ def _vector(row: dict[str, Any], embedder: str, dim: int) -> np.ndarray | None:
         return None  # absent or from another model: re-embed rather than mix vector spaces
     try:
         vector = np.asarray(raw, dtype=np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError("field 'vector' must be a list of numbers") from None
+    if vector.ndim != 1:
+        raise ValueError("field 'vector' must be a list of numbers")
     norm = float(np.linalg.norm(vector))
     if not np.isfinite(vector).all() or norm == 0:
         raise ValueError("field 'vector' must be finite and non-zero")
@@ -148,20 +122,34 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
             raise BadRequest("import body must be UTF-8 JSONL: one memory object per line", code="invalid_jsonl") from None
         errors: list[dict[str, Any]] = []
         parsed: list[tuple[int, Memory]] = []
+        now = time.time()
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                parsed.append((number, parse_line(line, svc.embedder.name, svc.embedder.dim)))
+                parsed.append((number, parse_line(line, svc.embedder.name, svc.embedder.dim, now)))
             except ValueError as exc:
                 errors.append({"line": number, "message": str(exc)})
-        valid = [m for _, m in parsed]
+        imported = skipped = 0
+        claimed: dict[str, tuple[str, str]] = {}  # ids this body gives a scope to, across batches
+        for start in range(0, len(parsed), IMPORT_BATCH):
+            batch = parsed[start : start + IMPORT_BATCH]
+            holders = await svc.store.holders([m.id for _, m in batch])
+            valid = []
+            for number, m in batch:
+                scope = (m.tenant, m.user_id)
+                owners = holders.get(m.id, set()) | ({claimed[m.id]} if m.id in claimed else set())
+                if owners - {scope}:  # ids are global: never a second copy in another scope
+                    errors.append({"line": number, "message": f"id {m.id!r} belongs to another user or tenant"})
+                    continue
+                claimed[m.id] = scope
+                valid.append(m)
+            inserted = len(await svc.write(valid, cause="import"))
+            imported += inserted
+            skipped += len(valid) - inserted
         errors.sort(key=lambda e: e["line"])
-        imported = 0
-        for start in range(0, len(valid), IMPORT_BATCH):
-            imported += len(await svc.write(valid[start : start + IMPORT_BATCH], cause="import"))
         return JSONResponse({
-            "imported": imported, "skipped": len(valid) - imported, "failed": len(errors), "errors": errors[:MAX_REPORTED_ERRORS],
+            "imported": imported, "skipped": skipped, "failed": len(errors), "errors": errors[:MAX_REPORTED_ERRORS],
         })
 
     async def hygiene_run(request: Request) -> Response:

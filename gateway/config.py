@@ -64,7 +64,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("extraction_api_key", str, "", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True),
     Option("extraction_workers", int, 2, "extraction worker tasks"),
     Option("extraction_retry_seconds", float, 0.5, "first retry delay of a failed extraction batch; doubles each attempt, dead letter after 5"),
-    Option("queue_max", int, 10000, "pending extraction jobs kept; new jobs are dropped (and counted) past this"),
+    Option("queue_max", int, 10000, "pending extraction jobs kept; new jobs are dropped (and counted) past this; also the most dead letters kept"),
+    Option("max_job_messages", int, 64, "messages of one exchange kept in its extraction job: the most recent, the older ones are cut (and counted)"),
+    Option("max_job_bytes", int, 64 * 1024, "UTF-8 bytes of message text kept in one extraction job: the most recent, the older ones are cut (and counted)"),
+    Option("max_llm_calls_per_job", int, 8, "upstream calls the 'llm' extractor makes per job (extraction and reconcile together); past it the oldest text is not read"),
+    Option("dead_letter_retention", float, 7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)"),
     Option("max_memories_per_user", int, 5000, "per-user cap; the hygiene job evicts the least useful above it"),
     Option("hygiene_interval", float, 3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction"),
 )
@@ -105,6 +109,10 @@ class Settings:
     extraction_workers: int = 2
     extraction_retry_seconds: float = 0.5
     queue_max: int = 10000
+    max_job_messages: int = 64
+    max_job_bytes: int = 64 * 1024
+    max_llm_calls_per_job: int = 8
+    dead_letter_retention: float = 7 * 86400.0
     max_memories_per_user: int = 5000
     hygiene_interval: float = 3600.0
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
@@ -124,6 +132,9 @@ class Settings:
             raise ConfigError("max_body_bytes and max_connections must be positive")
         if self.client_header_timeout <= 0 or self.client_body_timeout <= 0:
             raise ConfigError("client_header_timeout and client_body_timeout must be positive")
+        for name in ("max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention"):
+            if not getattr(self, name) > 0:  # `not >`: NaN fails too
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
 
     @property
     def upstream_base(self) -> str:

@@ -70,14 +70,20 @@ def transcript(messages: Sequence[Message]) -> str:
 class LLMExtractor:
     name = "llm"
 
-    def __init__(self, upstream: Upstream, model: str, api_key: str, timeout: float = 60.0) -> None:
+    def __init__(self, upstream: Upstream, model: str, api_key: str, max_calls: int, timeout: float = 60.0) -> None:
+        """One instance per batch: `max_calls` is what the batch may spend upstream, extraction and judge together."""
         self.upstream = upstream
         self.model = model
         self.api_key = api_key
+        self.calls_left = max_calls
         self.timeout = timeout
 
     async def _structured_call(self, what: str, name: str, schema: dict[str, Any], system: str, user: str) -> bytes:
-        """One `response_format: json_schema` chat completion to the upstream; its raw body. Raises ExtractionError."""
+        """One `response_format: json_schema` chat completion to the upstream; its raw body. Raises ExtractionError,
+        also when the batch has spent its calls."""
+        if self.calls_left <= 0:
+            raise ExtractionError(f"{what} call not made: the batch spent its upstream calls (--max-llm-calls-per-job)")
+        self.calls_left -= 1
         body = {
             "model": self.model,
             "temperature": 0,

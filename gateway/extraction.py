@@ -14,6 +14,7 @@ from .db import instance_id, open_db, open_request_writer
 from .errors import Unavailable
 from .exchange import ChatContext, Reply
 from .history import History
+from .jobs import JobBounds
 from .learn import Learner
 from .metrics import Metrics
 from .queue import JobQueue
@@ -40,7 +41,8 @@ class Extraction:
         memory.history = self.history
         learner = Learner(s, self.upstream, Reconciler(memory, await instance_id(self.db)))
         self.queue = JobQueue(self.db, self.metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
-                              backoff=s.extraction_retry_seconds, request_writer=self.request_writer)
+                              bounds=JobBounds(s.max_job_messages, s.max_job_bytes), dead_letter_retention=s.dead_letter_retention,
+                              has_extraction_key=bool(s.extraction_api_key), backoff=s.extraction_retry_seconds, request_writer=self.request_writer)
         await self.queue.start()
 
     async def aclose(self) -> None:

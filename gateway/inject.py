@@ -26,13 +26,24 @@ def quoted(text: str) -> str:
 
 
 def render_line(memory: Memory, template: str) -> str:
-    return _line(memory.text, memory.kind, int(memory.created_at or 0) // 86400, template)
+    return _line(memory.text, memory.kind, _day_number(memory.created_at), template)
+
+
+def _day_number(created_at: float | None) -> int | None:
+    """Days since 1970, or None for a time no calendar shows (NaN, 1e300: stored before import checked times)."""
+    try:
+        return int(created_at or 0) // 86400
+    except (OverflowError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=100_000)
-def _line(text: str, kind: str, day_number: int, template: str) -> str:
+def _line(text: str, kind: str, day_number: int | None, template: str) -> str:
     # Rendering is on the request path and a memory's line never changes: render it once.
-    day = time.strftime("%Y-%m-%d", time.gmtime(day_number * 86400))
+    try:
+        day = "undated" if day_number is None else time.strftime("%Y-%m-%d", time.gmtime(day_number * 86400))
+    except (OverflowError, ValueError, OSError):
+        day = "undated"
     if template == "compact":
         return f"{day} {quoted(text)}\n"
     return f"- ({day}, {kind}) {quoted(text)}\n"

@@ -42,28 +42,51 @@ def _text(content: Any) -> str:
     return ""
 
 
-def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...]) -> list[Message]:
+@dataclass(frozen=True)
+class JobBounds:
+    """What one exchange may cost the queue: its newest messages, up to a count and a size."""
+
+    max_messages: int
+    max_bytes: int  # UTF-8 bytes of message text
+
+
+def _utf8_prefix(text: str, limit: int) -> str:
+    """The longest prefix of `text` that fits `limit` UTF-8 bytes (never half a character)."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...], bounds: JobBounds) -> tuple[list[Message], int]:
     """The new turn of an exchange: messages after the last assistant turn (sources when their role
-    is in `roles`), that assistant turn as context, and the reply when `assistant` is a source role."""
+    is in `roles`), that assistant turn as context, and the reply when `assistant` is a source role.
+    Of the request's messages only the newest within `bounds` are kept. Returns the messages, oldest
+    first, and how many were cut."""
     given = payload.get("messages")
-    messages = [m for m in given if isinstance(m, dict)] if isinstance(given, list) else []
-    start = 0
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "assistant":
-            start = index
-            break
-    out = []
-    for m in messages[start:]:
-        role, text = str(m.get("role")), well_formed(_text(m.get("content"))).strip()
-        if not text:
+    messages = given if isinstance(given, list) else []
+    newest_first: list[Message] = []
+    size = cut = 0
+    # Newest first, so a 10,000-message chat costs the same text work as one within the bounds.
+    for m in reversed(messages):
+        if not isinstance(m, dict):
             continue
+        role = str(m.get("role"))
+        if role != "assistant" and role not in roles:
+            continue
+        if len(newest_first) >= bounds.max_messages or size >= bounds.max_bytes:
+            cut += 1
+        elif text := well_formed(_text(m.get("content"))).strip()[:MAX_TEXT]:
+            if newest_first and size + len(text.encode("utf-8")) > bounds.max_bytes:
+                cut += 1
+                size = bounds.max_bytes  # the kept messages stay contiguous: nothing older either
+            else:
+                text = _utf8_prefix(text, bounds.max_bytes - size)  # only the newest message alone can be over: keep its start
+                size += len(text.encode("utf-8"))
+                newest_first.append(Message(role, text, source=role != "assistant"))
         if role == "assistant":
-            out.append(Message("assistant", text[:MAX_TEXT], source=False))
-        elif role in roles:
-            out.append(Message(role, text[:MAX_TEXT]))
-    if "assistant" in roles and reply.content.strip():
-        out.append(Message("assistant", well_formed(reply.content[:MAX_TEXT])))
-    return out
+            break  # the new turn starts after the last assistant turn, which is kept as context
+    kept = newest_first[::-1]
+    if "assistant" in roles and reply.content.strip():  # bounded by MAX_TEXT alone: the bounds are for what the caller sends
+        kept.append(Message("assistant", well_formed(reply.content[:MAX_TEXT])))
+    return kept, cut
 
 
 def job_row(ctx: ChatContext, extractor: str, roles: tuple[str, ...], messages: list[Message], reply: Reply, now: float) -> tuple[Any, ...]:

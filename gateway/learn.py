@@ -41,13 +41,13 @@ class Learner:
         self.reconciler = reconciler
         self.heuristic = HeuristicExtractor()
 
-    def extractor_for(self, name: str, caller_key: str) -> Extractor:
-        """The job's extractor; `llm` without any key (a job recovered after a restart, whose
-        caller's key was never written down) falls back to `heuristic`."""
+    def extractor_for(self, name: str, caller_key: str, jobs: int) -> Extractor:
+        """The extractor for a batch of `jobs` jobs; `llm` without any key (a job recovered after a
+        restart, whose caller's key was never written down) falls back to `heuristic`."""
         if name == "llm":
             key = self.settings.extraction_api_key or caller_key
             if key:
-                return LLMExtractor(self.upstream, self.settings.extraction_model, key)
+                return LLMExtractor(self.upstream, self.settings.extraction_model, key, max_calls=self.settings.max_llm_calls_per_job * jobs)
             log.info("llm extraction job has no key (recovered after a restart): using the heuristic extractor")
         return self.heuristic
 
@@ -59,17 +59,21 @@ class Learner:
 
     async def _extract(self, jobs: Sequence[Job]) -> Group:
         first = jobs[0]
-        extractor = self.extractor_for(first.extractor, first.api_key)
+        extractor = self.extractor_for(first.extractor, first.api_key, len(jobs))
         items: list[Sourced] = []
         if extractor is self.heuristic:
             # Offline and cheap: per job, so each memory is attributed to the request that taught it.
             for job in jobs:
                 found = await extractor.extract(job.messages, job.reply)
                 items += [Sourced(c, job.id, i, job.request_id, job.session) for i, c in enumerate(found)]
-        else:
+        elif isinstance(extractor, LLMExtractor):
             # One upstream call for the batch (more if it is long): attributed to its first job (stable on replay).
+            parts = chunks([m for job in jobs for m in job.messages], MAX_PROMPT_CHARS)
+            if len(parts) > extractor.calls_left:
+                log.info("long batch: only its newest parts are read", extra={"parts": len(parts), "read": extractor.calls_left})
+                parts = parts[len(parts) - extractor.calls_left:]
             found = []
-            for part in chunks([m for job in jobs for m in job.messages], MAX_PROMPT_CHARS):
+            for part in parts:
                 found += await extractor.extract(part, jobs[-1].reply)
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"

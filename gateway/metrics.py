@@ -67,6 +67,12 @@ class Metrics:
         self.queue_depth = Gauge("memgate_extraction_queue_depth", "Extraction jobs waiting or running", registry=r)
         self.queue_oldest_age = Gauge("memgate_extraction_queue_oldest_age_seconds", "Age of the oldest pending job", registry=r)
         self.dead_letters = Gauge("memgate_extraction_dead_letters", "Jobs that failed every retry", registry=r)
+        self.dead_letters_purged = Counter(
+            "memgate_extraction_dead_letters_purged", "Dead letters deleted past --dead-letter-retention or past --queue-max of them", registry=r
+        )
+        self.job_messages_cut = Counter(
+            "memgate_extraction_job_messages_cut", "Older messages of long exchanges left out of their job (--max-job-messages, --max-job-bytes)", registry=r
+        )
         self.extraction_duration = Histogram(
             "memgate_extraction_duration_seconds", "Time to extract and reconcile one batch", buckets=SLOW_BUCKETS, registry=r
         )

@@ -19,7 +19,7 @@ import aiosqlite
 
 from .db import write
 from .exchange import ChatContext, Reply
-from .jobs import INSERT_JOB, Job, job_from_row, job_messages, job_row
+from .jobs import INSERT_JOB, Job, JobBounds, job_from_row, job_messages, job_row
 from .metrics import Metrics
 from .outstanding import Outstanding
 
@@ -28,7 +28,8 @@ log = logging.getLogger("memgate.queue")
 UserKey = tuple[str, str]
 MAX_BATCH = 16  # one user's jobs coalesced into one extraction call
 MAX_USERS = 32  # users a worker takes at once: their new memories go into the store in one commit
-MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection)
+MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection, for a while)
+PURGE_INTERVAL = 3600.0  # seconds between dead-letter purges (down to 1 s when the retention is shorter)
 LINGER = 0.02  # seconds between enqueue and the job becoming runnable
 FORGET_WAIT = 60.0  # seconds a forget waits for the user's running batch (an LLM call) to finish
 
@@ -47,8 +48,12 @@ Process = Callable[[list[list[Job]]], Awaitable[None]]  # several users' batches
 
 class JobQueue:
     def __init__(self, db: aiosqlite.Connection, metrics: Metrics, process: Process, *, default_extractor: str, workers: int, max_jobs: int,
+                 bounds: JobBounds, dead_letter_retention: float, has_extraction_key: bool,
                  backoff: float = 0.5, request_writer: sqlite3.Connection | None = None) -> None:
         self.db = db
+        self.bounds = bounds
+        self.dead_letter_retention = dead_letter_retention
+        self.has_extraction_key = has_extraction_key  # then no job needs its caller's key
         self.request_writer = request_writer  # db.open_request_writer: enqueue without a thread hop
         self.metrics = metrics
         self.process = process
@@ -72,6 +77,7 @@ class JobQueue:
         self.completed = 0
         self.dropped = 0
         self.recovered = 0
+        self.purged = 0
         metrics.queue_depth.set_function(lambda: len(self._jobs))
         metrics.queue_oldest_age.set_function(self.oldest_age)
         metrics.dead_letters.set_function(lambda: self.dead)
@@ -98,7 +104,9 @@ class JobQueue:
         now = time.time()
         for key in self._waiting:
             self._schedule(key, max(0.0, delays.get(key, 0.0) - now))
+        await self.purge_dead_letters()
         self._tasks = [asyncio.create_task(self._worker(), name=f"extraction-worker-{i}") for i in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._purger(), name="dead-letter-purger"))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the workers; a batch still running after `grace` seconds is cancelled and, being
@@ -120,7 +128,9 @@ class JobQueue:
         if user is None:
             return False
         roles = tuple(ctx.rule.extract_roles)
-        messages = job_messages(payload, reply, roles)
+        messages, cut = job_messages(payload, reply, roles, self.bounds)
+        if cut:
+            self.metrics.job_messages_cut.inc(cut)
         if not any(m.source for m in messages):
             self.metrics.captures_skipped.labels("nothing_to_extract").inc()
             return False
@@ -138,8 +148,8 @@ class JobQueue:
             self.metrics.captures_skipped.labels("queue_error").inc()
             log.exception("extraction job not committed", extra={"request_id": ctx.request_id})
             return False
-        if ctx.api_key:
-            self._keys[job_id] = ctx.api_key
+        if ctx.api_key and extractor == "llm" and not self.has_extraction_key:
+            self._keys[job_id] = ctx.api_key  # the only job that will use it
         key = (ctx.identity.tenant, user)
         self._add(job_id, key, (ctx.identity.agent, extractor), now)
         self.metrics.extraction_jobs.labels("enqueued").inc()
@@ -178,6 +188,8 @@ class JobQueue:
             "dead_letters": self.dead,
             "dropped": self.dropped,
             "recovered_on_start": self.recovered,
+            "dead_letters_purged": self.purged,
+            "caller_keys_held": len(self._keys),
             "max_jobs": self.max_jobs,
             "workers": self.workers,
         }
@@ -199,6 +211,29 @@ class JobQueue:
         states = [row[0] for row in await cur.fetchall()]
         self.dead -= states.count("dead")
         return len(states)
+
+    async def purge_dead_letters(self) -> int:
+        """Delete dead letters older than the retention, and the oldest past `max_jobs` of them: they
+        hold conversation text and must not pile up outside the queue bound. Returns how many."""
+        cur = await write(
+            self.db,
+            "DELETE FROM jobs WHERE state = 'dead' AND (next_at < ? OR id NOT IN (SELECT id FROM jobs WHERE state = 'dead' ORDER BY id DESC LIMIT ?))",
+            (time.time() - self.dead_letter_retention, self.max_jobs))
+        purged = max(0, cur.rowcount)
+        if purged:
+            self.dead -= purged
+            self.purged += purged
+            self.metrics.dead_letters_purged.inc(purged)
+            log.info("dead letters purged", extra={"jobs": purged})
+        return purged
+
+    async def _purger(self) -> None:
+        while True:
+            await asyncio.sleep(min(PURGE_INTERVAL, max(1.0, self.dead_letter_retention)))
+            try:
+                await self.purge_dead_letters()
+            except Exception:
+                log.exception("dead-letter purge failed; trying again later")
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -333,12 +368,16 @@ class JobQueue:
         delay = self.backoff * 2 ** (max(attempts.values(), default=1) - 1)
         delay = min(delay, 300.0)
         if dead:
-            await write(self.db, f"UPDATE jobs SET state = 'dead', attempts = attempts + 1, error = ? WHERE id IN ({','.join('?' * len(dead))})", [error, *dead])
+            # next_at becomes the time of death: the retention counts from it
+            await write(self.db, f"UPDATE jobs SET state = 'dead', attempts = attempts + 1, next_at = ?, error = ? WHERE id IN ({','.join('?' * len(dead))})",
+                        [time.time(), error, *dead])
             self.dead += len(dead)
             self.metrics.extraction_jobs.labels("dead").inc(len(dead))
             log.error("extraction jobs dead-lettered", extra={"jobs": len(dead), "error": error})
             for job_id in dead:
                 self._done(job_id)
+            if self.dead > self.max_jobs:
+                await self.purge_dead_letters()
         if retry:
             await write(
                 self.db, f"UPDATE jobs SET state = 'pending', attempts = attempts + 1, next_at = ?, error = ? WHERE id IN ({','.join('?' * len(retry))})",

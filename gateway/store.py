@@ -164,6 +164,17 @@ class MemoryStore:
             self.scopes.note((m.tenant, m.user_id) for m in fresh)
         return fresh
 
+    async def holders(self, ids: list[str]) -> dict[str, set[tuple[str, str]]]:
+        """The (tenant, user) pairs holding each of these ids, across scopes: import keeps ids global
+        with it. Only the pairs are read, never another scope's memory."""
+        if not ids:
+            return {}
+        rows = await self._read(self.table.query().where(one_of("id", set(ids))).select(["id", "tenant", "user_id"]))
+        found: dict[str, set[tuple[str, str]]] = {}
+        for mid, tenant, user in zip(rows.column("id").to_pylist(), rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist()):
+            found.setdefault(mid, set()).add((tenant, user))
+        return found
+
     async def get(self, tenant: str, user: str, id: str) -> Memory | None:
         found = await self._query(f"{scope(tenant, user)} AND id = {sql_literal(id)}")
         return found[0] if found else None

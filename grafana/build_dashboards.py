@@ -135,6 +135,10 @@ MEMORY = [
               [(rate("memgate_capture_skipped_total", "reason"), "{{reason}}")], "ops", width=8),
         Panel("Memories flagged", "New memories flagged as instruction-like (kept out of prompts by default).",
               [(rate("memgate_memories_flagged_total"), "flagged")], "ops", width=8),
+        Panel("Messages cut, dead letters purged", "Older messages of long exchanges left out of their job (--max-job-messages, --max-job-bytes), "
+              "and dead letters deleted past --dead-letter-retention or --queue-max, per second.",
+              [(rate("memgate_extraction_job_messages_cut_total"), "messages cut"), (rate("memgate_extraction_dead_letters_purged_total"), "dead letters purged")],
+              "ops", width=8),
     ]),
     Row("Hygiene", [
         Panel("Hygiene removed", "Memories removed by the hygiene job per hour, by reason (ttl, unused, cap).",
