@@ -7,6 +7,7 @@ skipped, and the assistant's suggestions count only when the user's whole reply 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Callable, Sequence
 
@@ -194,7 +195,8 @@ class HeuristicExtractor:
     name = "heuristic"
 
     async def extract(self, messages: Sequence[Message], reply: str) -> list[Candidate]:
-        return extract_statements(messages)
+        # Pattern matching over up to 8,000 characters a message is CPU work: never on the event loop.
+        return await asyncio.to_thread(extract_statements, messages)
 
 
 def extract_statements(messages: Sequence[Message]) -> list[Candidate]:
