@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from functools import lru_cache
 from typing import Any, Callable, Iterator
@@ -116,6 +117,9 @@ def encoding_for(model: str) -> tiktoken.Encoding:
     return tiktoken.get_encoding(FALLBACK_ENCODING)
 
 
+_WORD_SPACE = re.compile(r"(?<=\S) ")  # a space that starts a pre-token (one search: linear)
+
+
 class CountStopped(Exception):
     """The caller gave up on an exact count (its recall timed out): stop at the next slice."""
 
@@ -126,11 +130,8 @@ def slices(text: str) -> Iterator[str]:
     start = 0
     while len(text) - start > SLICE_CHARS:
         end = start + SLICE_CHARS
-        cut = text.rfind(" ", start + SLICE_CHARS // 2, end)
-        while cut > start and text[cut - 1].isspace():
-            cut = text.rfind(" ", start + SLICE_CHARS // 2, cut)
-        if cut <= start:
-            cut = end
+        found = _WORD_SPACE.search(text, start + SLICE_CHARS // 2, end)
+        cut = found.start() if found else end
         yield text[start:cut]
         start = cut
     yield text[start:]

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import pkgutil
 import re
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import httpx
 import pytest
 
 import gateway
@@ -21,6 +26,11 @@ from gateway.extract import Message, looks_like_instruction
 from gateway.extract_heuristic import extract_statements
 from gateway.jobs import MAX_TEXT
 from gateway.recall import query_text
+
+from .extraction_helpers import flush, memories
+from .fake_upstream import set_event
+from .harness import ROOT, Gateway
+from .memory_helpers import add_memory, tenant_of
 
 SIZE = MAX_TEXT  # the most text of one message an extraction job keeps
 # Runs that made the old patterns quadratic or cubic, and mixes of their characters.
@@ -81,7 +91,7 @@ PATTERNS = gateway_patterns()
 def test_the_audit_sees_every_pattern_of_the_user_text_parsers() -> None:
     # A guard on the walk itself: if it found nothing, every test below would pass vacuously.
     names = set(PATTERNS)
-    assert {"extract._INSTRUCTION", "extract_heuristic._SPLIT", "extract_heuristic._TAIL", "slots._NEGATION", "keywords._WORD"} <= names
+    assert {"extract._INSTRUCTIONS[12]", "extract_heuristic._SPLIT", "extract_heuristic._TAIL", "slots._NEGATION", "keywords._WORD"} <= names
     assert sum(name.startswith("extract_heuristic.RULES[") for name in names) >= 20
 
 
@@ -126,3 +136,99 @@ def test_every_parser_of_user_text_grows_no_faster_than_its_input(parser: str) -
                 grew = min(grew, fastest(lambda: run(big), tries=2) / max(fastest(lambda: run(small)), 0.001))
             # 8x the text costs 8x the time, up to ~18x measured (caches, a busy machine); a quadratic parser costs 64x.
             assert grew <= 32, f"{parser}: 8x the text ({prefix!r}+{filler!r}) cost {grew:.0f}x the time"
+
+
+# -- through a real gateway: one caller's pathological text never makes anyone else wait -------------
+
+ATTACKER, BYSTANDER = "sk-redos-attacker", "sk-redos-bystander"
+RUN = SIZE - 32  # each text fits a job whole: the extractor reads every character of it
+PATHOLOGICAL = [
+    "I prefer a" + " " * RUN + "b",  # the reported one: 28 s of /healthz at 1,000 spaces
+    "I don't use c" + " " * RUN + "d anymore",
+    "<" + " " * RUN + "/ x",
+    "\n" * RUN + "system",
+    ", " * (RUN // 2) + "I",
+    "< /" * (RUN // 3),
+    " \n<,\t#>*-:" * (RUN // 10),
+    "My favourite drink is tea" + "\u2028" * RUN,
+]
+LATENCY_LIMIT = 0.25  # seconds, for /healthz and a bystander's chat while the texts above are processed
+
+# The upstream and the attacker run in processes of their own, as they would: the process that
+# measures latency must not be the one busy echoing or sending megabytes.
+UPSTREAM = "import sys; from tests.fake_upstream import FakeUpstream; print(FakeUpstream().start().url, flush=True); sys.stdin.read()"
+ATTACK = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+import httpx
+url, key, bodies = sys.argv[1], sys.argv[2], sys.argv[3:]
+def send(path):
+    headers = {"Authorization": "Bearer " + key, "X-Memory-User-Id": "mallory", "Content-Type": "application/json"}
+    with open(path, "rb") as f, httpx.stream("POST", url, content=f.read(), headers=headers, timeout=120) as response:
+        for _ in response.iter_raw(65536):
+            pass
+        return response.status_code
+with ThreadPoolExecutor(len(bodies)) as pool:
+    print(json.dumps(list(pool.map(send, bodies))))
+"""
+
+
+def _probe(gw: Gateway, until: threading.Event, latencies: dict[str, list[float]]) -> None:
+    """Time /healthz and a bystander's chat (memory on) back to back, at least once, until `until` is set."""
+    headers = {"Authorization": f"Bearer {BYSTANDER}", "X-Memory-User-Id": "bob"}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "What do I drink?"}]}
+    with httpx.Client(timeout=10) as client:
+        while True:
+            started = time.perf_counter()
+            assert client.get(gw.url + "/healthz").status_code == 200
+            latencies["healthz"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            response = client.post(gw.v1 + "/chat/completions", json=body, headers=headers)
+            latencies["chat"].append(time.perf_counter() - started)
+            assert response.status_code == 200 and response.headers["X-Memory-Status"] == "ok", response.text
+            if until.is_set():
+                return
+
+
+def test_pathological_texts_never_make_health_checks_or_other_callers_wait(tmp_path: Path) -> None:
+    upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    gw: Gateway | None = None
+    try:
+        gw = Gateway(upstream.stdout.readline().strip(), tmp_path / "data").start()  # shipped rules, heuristic extractor, memory on
+        add_memory(gw, ATTACKER, "mallory", "My name is Mallory")  # so recall (and its token count) runs for the attacker too
+        add_memory(gw, BYSTANDER, "bob", "I drink green tea")
+        bodies = []
+        for index, (text, stream, model) in enumerate([(t, s, "gpt-4o") for t in PATHOLOGICAL for s in (False, True)]
+                                                      # a prompt near a 1M-token window: the longest exact token count a recall can be asked for
+                                                      + [(" " * 1_000_000 + "x", False, "gpt-4.1")]):
+            bodies.append(tmp_path / f"body{index}.json")
+            # A short last turn: the fake upstream echoes it (one event loop echoing 8,000 characters word by
+            # word would measure the fake upstream); the gateway still reads the whole exchange.
+            messages = [{"role": "user", "content": text}, {"role": "user", "content": "ok"}]
+            bodies[-1].write_text(json.dumps({"model": model, "stream": stream, "messages": messages}))
+        _probe(gw, set_event(threading.Event()), {"healthz": [], "chat": []})  # the bystander warm: first loads are not what is measured
+        latencies: dict[str, list[float]] = {"healthz": [], "chat": []}
+        done = threading.Event()
+        prober = threading.Thread(target=_probe, args=(gw, done, latencies))
+        prober.start()
+        try:
+            attack = subprocess.run([sys.executable, "-c", ATTACK, gw.v1 + "/chat/completions", ATTACKER, *map(str, bodies)],
+                                    capture_output=True, text=True, timeout=180)
+            flushed = flush(gw, timeout=60)  # every job of those exchanges extracted while the probe runs
+        finally:
+            done.set()
+            prober.join(30)
+        assert attack.returncode == 0, attack.stderr
+        assert json.loads(attack.stdout) == [200] * len(bodies)
+        assert flushed["done"] is True, flushed
+        learned = {m["text"] for m in memories(gw, "mallory", tenant=tenant_of(ATTACKER))}
+        assert {"User prefers a b", "User no longer uses c d"} <= learned, learned  # the texts were really parsed, whole
+        assert len(latencies["healthz"]) >= 5, latencies
+        worst = {name: round(max(values) * 1000) for name, values in latencies.items()}
+        print(f"worst latency (ms) over {len(latencies['healthz'])} probes while pathological texts were processed: {worst}")
+        slowest = {name: sorted(round(v * 1000) for v in values)[-5:] for name, values in latencies.items()}
+        assert worst["healthz"] < LATENCY_LIMIT * 1000 and worst["chat"] < LATENCY_LIMIT * 1000, slowest
+    finally:
+        if gw is not None:
+            gw.stop()
+        upstream.communicate("", timeout=10)
