@@ -138,6 +138,27 @@ def test_every_parser_of_user_text_grows_no_faster_than_its_input(parser: str) -
             assert grew <= 32, f"{parser}: 8x the text ({prefix!r}+{filler!r}) cost {grew:.0f}x the time"
 
 
+def test_an_exact_prompt_count_is_bounded_and_stops_when_its_recall_gives_up() -> None:
+    tokens.count("warm up")
+    words = "word " * 200_000  # 1 MB: counted exactly, it takes ~0.5 s
+    huge = {"messages": [{"role": "user", "content": words * 16}]}  # 16 MB, the body limit
+    started = time.perf_counter()
+    bounded = tokens.prompt_tokens(huge, "gpt-4.1", exact=True)
+    assert time.perf_counter() - started < 1.0  # counted exactly up to EXACT_COUNT_MAX_CHARS only
+    assert bounded >= 16 * len(tokens.encoding_for("gpt-4.1").encode_ordinary(words))  # the rest at its size: never under the truth
+    assert tokens.memory_budget(huge, "gpt-4.1", 1024, 0.25) == 0  # 16 MB overflows a 1M-token window: nothing is injected
+    asked = 0
+
+    def stop() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 3  # the recall timed out after three slices
+
+    with pytest.raises(tokens.CountStopped):
+        tokens.prompt_tokens(huge, "gpt-4.1", exact=True, stop=stop)
+    assert asked == 4
+
+
 # -- through a real gateway: one caller's pathological text never makes anyone else wait -------------
 
 ATTACKER, BYSTANDER = "sk-redos-attacker", "sk-redos-bystander"
