@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -230,15 +231,15 @@ def test_pathological_texts_never_make_health_checks_or_other_callers_wait(tmp_p
         _probe(gw, set_event(threading.Event()), {"healthz": [], "chat": []})  # the bystander warm: first loads are not what is measured
         latencies: dict[str, list[float]] = {"healthz": [], "chat": []}
         done = threading.Event()
-        prober = threading.Thread(target=_probe, args=(gw, done, latencies))
-        prober.start()
-        try:
-            attack = subprocess.run([sys.executable, "-c", ATTACK, gw.v1 + "/chat/completions", ATTACKER, *map(str, bodies)],
-                                    capture_output=True, text=True, timeout=180)
-            flushed = flush(gw, timeout=60)  # every job of those exchanges extracted while the probe runs
-        finally:
-            done.set()
-            prober.join(30)
+        with ThreadPoolExecutor(1) as pool:
+            prober = pool.submit(_probe, gw, done, latencies)
+            try:
+                attack = subprocess.run([sys.executable, "-c", ATTACK, gw.v1 + "/chat/completions", ATTACKER, *map(str, bodies)],
+                                        capture_output=True, text=True, timeout=180)
+                flushed = flush(gw, timeout=60)  # every job of those exchanges extracted while the probe runs
+            finally:
+                done.set()
+            prober.result(timeout=30)  # a probe that timed out or failed fails the test
         assert attack.returncode == 0, attack.stderr
         assert json.loads(attack.stdout) == [200] * len(bodies)
         assert flushed["done"] is True, flushed
