@@ -61,9 +61,10 @@ CONTEXT_WINDOWS: dict[str, int] = {
 DEFAULT_CONTEXT_WINDOW = 8_192
 _PREFIXES = sorted(CONTEXT_WINDOWS, key=len, reverse=True)
 
-# tiktoken's pre-tokenizer slows down on long runs of whitespace (8x the run costs ~20x the time): text is
-# encoded in slices of at most this many characters, cut before a space that starts a word (the count is
-# unchanged there: no pre-token spans such a space).
+# tiktoken's pre-tokenizer slows down on long runs of whitespace (8x the run costs ~20x the time), and a
+# run of a million spaces overflows a worker thread's stack (tiktoken panics): text is encoded in slices
+# of at most this many characters, cut before a space that starts a word (the count is unchanged there:
+# no pre-token spans such a space).
 SLICE_CHARS = 4_096
 # At most this much of one prompt is counted exactly (~0.1 s at worst); the rest counts at its UTF-8 size,
 # an upper bound, so a huge prompt costs bounded work and still never overflows the window.

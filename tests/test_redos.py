@@ -141,13 +141,16 @@ def test_every_parser_of_user_text_grows_no_faster_than_its_input(parser: str) -
 
 def test_an_exact_prompt_count_is_bounded_and_stops_when_its_recall_gives_up() -> None:
     tokens.count("warm up")
-    words = "word " * 200_000  # 1 MB: counted exactly, it takes ~0.5 s
+    words = "x1y2z3 " * 150_000  # 1 MB that tiktoken counts slowly: ~0.5 s exactly, so 8 s for the 16 MB below
     huge = {"messages": [{"role": "user", "content": words * 16}]}  # 16 MB, the body limit
     started = time.perf_counter()
     bounded = tokens.prompt_tokens(huge, "gpt-4.1", exact=True)
     assert time.perf_counter() - started < 1.0  # counted exactly up to EXACT_COUNT_MAX_CHARS only
     assert bounded >= 16 * len(tokens.encoding_for("gpt-4.1").encode_ordinary(words))  # the rest at its size: never under the truth
     assert tokens.memory_budget(huge, "gpt-4.1", 1024, 0.25) == 0  # 16 MB overflows a 1M-token window: nothing is injected
+    spaces = {"messages": [{"role": "user", "content": " " * 1_000_000 + "x"}]}
+    with ThreadPoolExecutor(1) as pool:  # where the gateway counts: a worker thread, whose stack such a run overflowed
+        assert pool.submit(tokens.prompt_tokens, spaces, "gpt-4.1", exact=True).result() > 0
     asked = 0
 
     def stop() -> bool:
