@@ -7,12 +7,19 @@ skipped, and the assistant's suggestions count only when the user's whole reply 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Callable, Sequence
 
 from .extract import Candidate, Message, looks_like_instruction
+from .linebreaks import LINE_BREAK_CLASS
 
-_SPLIT = re.compile(r"(?<=[.!?;])\s+|\n+|,\s*(?:and\s+|but\s+|so\s+)?(?=(?:I|I'm|I've|we|We|we're|my|My|our)\b)|\s+(?:and|but)\s+(?=(?:I|I'm|I've|my|My)\b)")
+# Sentence and clause boundaries. Whitespace runs are matched possessively and only from their first
+# character, so splitting is linear in the text (a run of 8,000 spaces is one step, not 32 million).
+_SPLIT = re.compile(
+    rf"(?<=[.!?;])\s++|[{LINE_BREAK_CLASS}]++|,\s*+(?:(?:and|but|so)\s++)?(?=(?:I|I'm|I've|we|We|we're|my|My|our)\b)"
+    r"|(?<!\s)\s++(?:and|but)\s++(?=(?:I|I'm|I've|my|My)\b)"
+)
 _FILLER = re.compile(
     r"^(?:(?:actually|also|btw|by the way|fyi|oh|and|but|so|well|anyway|honestly|for the record|for context|"
     r"just so you know|note that|to be clear|please remember(?: that)?|remember(?: that)?|keep in mind(?: that)?|"
@@ -21,7 +28,8 @@ _FILLER = re.compile(
 )
 _QUESTION = re.compile(r"\?\s*$|^(?:do|does|did|can|could|should|would|will|what|what's|whats|how|why|is|are|am|which|who|where|when|shall|may)\b", re.I)
 _HYPOTHETICAL = re.compile(r"\b(?:if|suppose|supposing|imagine|hypothetically|assuming|unless|might|could|maybe|perhaps|wonder(?:ing)?|would(?! prefer| rather| like to))\b", re.I)
-_TAIL = re.compile(r"\s*(?:,|\s)\s*(?:because|since|but|so that|though|although|and (?:I|I'm|getting|having|trying|seeing|it|now|then|when))\b.*$", re.I)
+# The start of a reason or afterthought ("..., because ...", "... and I ..."): cut by `_without_tail`.
+_TAIL = re.compile(r"[\s,](?:because|since|but|so that|though|although|and (?:I|I'm|getting|having|trying|seeing|it|now|then|when))\b", re.I)
 _ACCEPT = re.compile(
     r"^(?:yes|yeah|yep|sure|ok|okay|great|perfect|sounds good|that works|deal|agreed|let's do (?:that|it)|"
     r"let's go with (?:that|it|this)|i'll (?:go with|take|use) (?:that|it|this|your suggestion))\b",
@@ -72,8 +80,14 @@ def third_person(verb: str) -> str:
     return verb + "s"
 
 
+def _without_tail(text: str) -> str:
+    """`text` up to a trailing reason or afterthought, without the separator before it."""
+    match = _TAIL.search(text)
+    return text if match is None else text[: match.start()].rstrip().removesuffix(",").rstrip()
+
+
 def _obj(text: str) -> str:
-    text = _TAIL.sub("", text).strip().rstrip(".!;:,")
+    text = _without_tail(text).strip().rstrip(".!;:,")
     for pattern, repl in _PRONOUNS:
         text = pattern.sub(repl, text)
     return text
@@ -87,41 +101,43 @@ def _r(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.I)
 
 
+# Rules read one statement with its whitespace collapsed (`_statements`): a single space is all they match,
+# so none can try each split of a run of whitespace.
 RULES: list[Rule] = [
-    (re.compile(r"^(?:I'm|I am)\s+(?P<x>[A-Z][a-z]+)$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.8)),
-    (_r(r"^(?:my name is|my name's|i'm called|i am called)\s+(?P<x>[\w'-]+(?:\s+[A-Z][\w'-]*){0,2})$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.9)),
-    (_r(r"^(?:please\s+)?(?:call me|i go by|you can call me)\s+(?P<x>[\w'-]+(?:\s+[A-Z][\w'-]*)?)$"), lambda m, s: (f"User goes by {m['x']}", "preference", 0.9)),
-    (_r(r"^(?P<s>i|we)\s+(?:no longer|don't|do not|dont)\s+(?P<v>[a-z]+)\s+(?P<x>.+?)\s+(?:anymore|any more)$"),
+    (re.compile(r"^(?:I'm|I am) (?P<x>[A-Z][a-z]+)$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.8)),
+    (_r(r"^(?:my name is|my name's|i'm called|i am called) (?P<x>[\w'-]+(?: [A-Z][\w'-]*){0,2})$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.9)),
+    (_r(r"^(?:please )?(?:call me|i go by|you can call me) (?P<x>[\w'-]+(?: [A-Z][\w'-]*)?)$"), lambda m, s: (f"User goes by {m['x']}", "preference", 0.9)),
+    (_r(r"^(?P<s>i|we) (?:no longer|don't|do not|dont) (?P<v>[a-z]+) (?P<x>.+?) (?:anymore|any more)$"),
      lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
-    (_r(r"^(?P<s>i|we)\s+no longer\s+(?P<v>[a-z]+)\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
-    (_r(r"^(?P<s>i|we)\s+(?:stopped|quit)\s+(?P<v>[a-z]+ing)\s+(?P<x>.+)$"),
+    (_r(r"^(?P<s>i|we) no longer (?P<v>[a-z]+) (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
+    (_r(r"^(?P<s>i|we) (?:stopped|quit) (?P<v>[a-z]+ing) (?P<x>.+)$"),
      lambda m, s: (f"{_subject(m['s'])} no longer {third_person(_ING.get(m['v'].lower(), m['v'][:-3]))} {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^(?P<s>i|we)(?:'d| would)?\s+(?:(?:now|still|really|definitely|generally|usually|much|strongly|also|always)\s+)*prefer\s+(?P<x>.+)$"),
+    (_r(r"^(?P<s>i|we)(?:'d| would)? (?:(?:now|still|really|definitely|generally|usually|much|strongly|also|always) )*prefer (?P<x>.+)$"),
      lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.9)),
-    (_r(r"^(?P<s>i|we)(?:'d| would)\s+rather\s+(?:use\s+)?(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.8)),
-    (_r(r"^i\s+(?:really\s+|also\s+)?(?P<v>hate|dislike|can't stand|cannot stand|don't like|do not like)\s+(?P<x>.+)$"), lambda m, s: (f"User dislikes {_obj(m['x'])}", "preference", 0.85)),
-    (_r(r"^i\s+(?:really\s+|also\s+)?(?P<v>like|love|enjoy|adore)\s+(?P<x>.+)$"), lambda m, s: (f"User {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.8)),
-    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)?\s+(?:(?:now|currently)\s+)?(?:live|living|reside|residing|(?:am |are )?based)\s+in\s+(?P<x>.+)$"),
+    (_r(r"^(?P<s>i|we)(?:'d| would) rather (?:use )?(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.8)),
+    (_r(r"^i (?:really |also )?(?P<v>hate|dislike|can't stand|cannot stand|don't like|do not like) (?P<x>.+)$"), lambda m, s: (f"User dislikes {_obj(m['x'])}", "preference", 0.85)),
+    (_r(r"^i (?:really |also )?(?P<v>like|love|enjoy|adore) (?P<x>.+)$"), lambda m, s: (f"User {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)? (?:(?:now|currently) )?(?:live|living|reside|residing|(?:am |are )?based) in (?P<x>.+)$"),
      lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.9)),
-    (_r(r"^(?P<s>i|we)(?:'ve| have)?\s+(?:just\s+)?(?:moved|relocated)\s+to\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^i(?:'m| am)?\s+(?:(?:now|currently)\s+)?work(?:ing)?\s+(?P<p>at|for|as)\s+(?P<x>.+)$"), lambda m, s: (f"User works {m['p'].lower()} {_obj(m['x'])}", "fact", 0.9)),
-    (_r(r"^(?P<s>my|our)\s+(?P<a>(?:[\w'-]+\s+){0,3}?[\w'-]+)\s+(?P<verb>is|are)\s+(?P<x>.+)$"), lambda m, s: _attribute(m)),
-    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)\s+(?:(?:currently|now|slowly|finally)\s+)?(?P<v>migrating|moving|switching|transitioning|upgrading)\s+(?P<x>(?:from|to|over|our|everything)\b.+)$"),
+    (_r(r"^(?P<s>i|we)(?:'ve| have)? (?:just )?(?:moved|relocated) to (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i(?:'m| am)? (?:(?:now|currently) )?work(?:ing)? (?P<p>at|for|as) (?P<x>.+)$"), lambda m, s: (f"User works {m['p'].lower()} {_obj(m['x'])}", "fact", 0.9)),
+    (_r(r"^(?P<s>my|our) (?P<a>(?:[\w'-]+ ){0,3}?[\w'-]+) (?P<verb>is|are) (?P<x>.+)$"), lambda m, s: _attribute(m)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am) (?:(?:currently|now|slowly|finally) )?(?P<v>migrating|moving|switching|transitioning|upgrading) (?P<x>(?:from|to|over|our|everything)\b.+)$"),
      lambda m, s: (f"{_subject(m['s'])} is {m['v'].lower()} {_obj(m['x'])}", "decision", 0.85)),
-    (_r(r"^(?P<s>i|we)(?:'ve| have)?\s+(?:finally\s+)?(?:decided|agreed|chosen|chose)\s+(?P<x>(?:to|on)\s+.+)$"),
+    (_r(r"^(?P<s>i|we)(?:'ve| have)? (?:finally )?(?:decided|agreed|chosen|chose) (?P<x>(?:to|on) .+)$"),
      lambda m, s: (f"{_subject(m['s'])} decided {_obj(m['x'])}", "decision", 0.85)),
-    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am|'ll| will)\s+going\s+with\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} chose {_obj(m['x'])}", "decision", 0.8)),
-    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am)\s+(?:planning\s+(?P<on>on|to)|going\s+to|gonna|hoping\s+to|aiming\s+to)\s+(?P<x>(?!be\b|ask\b|need\b|have\b|try\b|get\b).+)$"),
+    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am|'ll| will) going with (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} chose {_obj(m['x'])}", "decision", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am) (?:planning (?P<on>on|to)|going to|gonna|hoping to|aiming to) (?P<x>(?!be\b|ask\b|need\b|have\b|try\b|get\b).+)$"),
      lambda m, s: (f"{_subject(m['s'])} plans {(m['on'] or 'to').lower()} {_obj(m['x'])}", "goal", 0.7)),
-    (_r(r"^(?P<s>i|we)\s+(?:plan|intend)\s+to\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} plans to {_obj(m['x'])}", "goal", 0.8)),
-    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)\s+(?:(?:now|currently|mostly|mainly|also)\s+)?using\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^(?P<s>i|we)\s+(?:(?:now|currently|mostly|mainly|also|only)\s+)?use\s+(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^i(?:'m| am)\s+(?:(?:also|now|still|strictly|currently)\s+)?(?P<x>(?:a|an)\s+.+)$"), lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.85)),
-    (_r(rf"^i(?:'m| am)\s+(?:(?:also|now|still|strictly|currently)\s+)?(?P<x>(?!(?:{_NOT_STATE})\b)[\w-]+(?:\s+(?:to|of|with|from)\s+[\w' -]+)?)$"),
+    (_r(r"^(?P<s>i|we) (?:plan|intend) to (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} plans to {_obj(m['x'])}", "goal", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am) (?:(?:now|currently|mostly|mainly|also) )?using (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^(?P<s>i|we) (?:(?:now|currently|mostly|mainly|also|only) )?use (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i(?:'m| am) (?:(?:also|now|still|strictly|currently) )?(?P<x>(?:a|an) .+)$"), lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.85)),
+    (_r(rf"^i(?:'m| am) (?:(?:also|now|still|strictly|currently) )?(?P<x>(?!(?:{_NOT_STATE})\b)[\w-]+(?: (?:to|of|with|from) [\w' -]+)?)$"),
      lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^i\s+have\s+(?P<x>(?:a|an|two|three|four|five|\d+)\s+(?!question|problem|issue|bug|error|doubt|quick|few questions)\b.+)$"), lambda m, s: (f"User has {_obj(m['x'])}", "fact", 0.75)),
-    (_r(r"^i\s+speak\s+(?P<x>.+)$"), lambda m, s: (f"User speaks {_obj(m['x'])}", "fact", 0.85)),
-    (_r(r"^i\s+(?P<f>always|usually|never|often|typically|mostly)\s+(?P<v>[a-z]+)\s+(?P<x>.+)$"),
+    (_r(r"^i have (?P<x>(?:a|an|two|three|four|five|\d+) (?!question|problem|issue|bug|error|doubt|quick|few questions)\b.+)$"), lambda m, s: (f"User has {_obj(m['x'])}", "fact", 0.75)),
+    (_r(r"^i speak (?P<x>.+)$"), lambda m, s: (f"User speaks {_obj(m['x'])}", "fact", 0.85)),
+    (_r(r"^i (?P<f>always|usually|never|often|typically|mostly) (?P<v>[a-z]+) (?P<x>.+)$"),
      lambda m, s: (f"User {m['f'].lower()} {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.75)),
 ]
 
@@ -137,7 +153,9 @@ def _attribute(m: re.Match[str]) -> tuple[str, str, float] | None:
 
 
 def _statements(text: str) -> list[str]:
-    return [s.strip() for s in _SPLIT.split(text) if s and s.strip()]
+    """Sentences and clauses, each with its whitespace collapsed to single spaces (so no rule ever
+    sees a run of it)."""
+    return [" ".join(part.split()) for part in _SPLIT.split(text) if part and not part.isspace()]
 
 
 def _from_sentence(sentence: str) -> tuple[str, str, float] | None:
@@ -153,7 +171,7 @@ def _from_sentence(sentence: str) -> tuple[str, str, float] | None:
             found = build(match, sentence)
             if found is None or not 3 <= len(found[0].split()) <= MAX_OBJECT_WORDS + 3 or looks_like_instruction(found[0]):
                 return None
-            value = _TAIL.sub("", match.groupdict().get("x") or "")
+            value = _without_tail(match.groupdict().get("x") or "")
             if _DEICTIC.search(value) or _VAGUE.match(value) or (found[0].startswith("User has ") and _TRANSIENT & set(value.lower().split())):
                 return None
             return found
@@ -177,7 +195,8 @@ class HeuristicExtractor:
     name = "heuristic"
 
     async def extract(self, messages: Sequence[Message], reply: str) -> list[Candidate]:
-        return extract_statements(messages)
+        # Pattern matching over up to 8,000 characters a message is CPU work: never on the event loop.
+        return await asyncio.to_thread(extract_statements, messages)
 
 
 def extract_statements(messages: Sequence[Message]) -> list[Candidate]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from typing import Any, Awaitable, Callable, Mapping, Protocol
@@ -29,8 +30,8 @@ USAGE_FLUSH_SECONDS = 10.0  # use counts reach LanceDB in one commit per interva
 # commits, or after COMPACT_SECONDS when there were any.
 COMPACT_AFTER_COMMITS = 100
 COMPACT_SECONDS = 600.0
-# Past this many prompt bytes an exact token count may take milliseconds: do it in a thread.
-INLINE_COUNT_BYTES = 50_000
+# Past this many prompt bytes an exact token count may take a millisecond: do it in a thread.
+INLINE_COUNT_BYTES = 4_096
 
 class Embedder(Protocol):
     name: str
@@ -47,6 +48,11 @@ class History(Protocol):
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def text_facts(texts: list[str]) -> list[tuple[int, bool]]:
+    """Each text's token count and whether it reads as an instruction: CPU work, for a thread."""
+    return [(tokens.count(text), looks_like_instruction(text)) for text in texts]
 
 
 class MemoryService:
@@ -102,10 +108,12 @@ class MemoryService:
         for m in memories:
             if m.kind not in KINDS:
                 raise ValueError(f"unknown memory kind {m.kind!r}")
-            m.tokens = m.tokens or tokens.count(m.text)
+        facts = await asyncio.to_thread(text_facts, [m.text for m in memories])
+        for m, (count, instruction) in zip(memories, facts):
+            m.tokens = m.tokens or count
             m.created_at = m.created_at or now
             m.updated_at = m.updated_at or m.created_at
-            if not m.flagged and looks_like_instruction(m.text):
+            if not m.flagged and instruction:
                 m.flagged = True
                 self.metrics.flagged_memories.inc()
 
@@ -139,7 +147,8 @@ class MemoryService:
         if confidence is not None:
             changes["confidence"] = confidence
         if text is not None and text != current.text:
-            changes.update(text=text, vector=(await self.embedder.embed([text]))[0], tokens=tokens.count(text), flagged=looks_like_instruction(text))
+            [(count, instruction)] = await asyncio.to_thread(text_facts, [text])
+            changes.update(text=text, vector=(await self.embedder.embed([text]))[0], tokens=count, flagged=instruction)
         updated = await self.store.update(tenant, user, id, **changes)
         self._commits += 1
         if updated is None:
@@ -282,10 +291,7 @@ class MemoryLayer:
         entry = await service.hot.get(identity.tenant, identity.user)
         if len(entry) == 0:
             return None
-        if tokens.prompt_tokens(payload, ctx.model, exact=False) > INLINE_COUNT_BYTES:
-            budget = await asyncio.to_thread(tokens.memory_budget, payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
-        else:
-            budget = tokens.memory_budget(payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
+        budget = await self._budget(ctx, payload)
         if budget <= 0:
             return None
         text = query_text(payload)
@@ -301,6 +307,19 @@ class MemoryLayer:
         entry.used([m.id for m in packed.memories], time.time())
         service.used(identity.tenant, identity.user, packed.memories)
         return with_block(payload, packed)
+
+    @staticmethod
+    async def _budget(ctx: ChatContext, payload: dict[str, Any]) -> int:
+        """The memory budget for this prompt; a long prompt is counted in a thread that stops at its next
+        slice once the recall gives up (its timeout cancels us), so no count outlives its request."""
+        rule = ctx.rule
+        if tokens.prompt_tokens(payload, ctx.model, exact=False) <= INLINE_COUNT_BYTES:
+            return tokens.memory_budget(payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
+        stopped = threading.Event()
+        try:
+            return await asyncio.to_thread(tokens.memory_budget, payload, ctx.model, rule.budget_tokens, rule.budget_ratio, stopped.is_set)
+        finally:
+            stopped.set()
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         if self.enqueue is None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import tiktoken
 import tiktoken.model
@@ -60,6 +61,15 @@ CONTEXT_WINDOWS: dict[str, int] = {
 DEFAULT_CONTEXT_WINDOW = 8_192
 _PREFIXES = sorted(CONTEXT_WINDOWS, key=len, reverse=True)
 
+# tiktoken's pre-tokenizer slows down on long runs of whitespace (8x the run costs ~20x the time), and a
+# run of a million spaces overflows a worker thread's stack (tiktoken panics): text is encoded in slices
+# of at most this many characters, cut before a space that starts a word (the count is unchanged there:
+# no pre-token spans such a space).
+SLICE_CHARS = 4_096
+# At most this much of one prompt is counted exactly (~0.1 s at worst); the rest counts at its UTF-8 size,
+# an upper bound, so a huge prompt costs bounded work and still never overflows the window.
+EXACT_COUNT_MAX_CHARS = 262_144
+
 # Framing tokens per chat message (role, separators), after OpenAI's cookbook count; rounded up.
 PER_MESSAGE_TOKENS = 4
 # An image part costs at most this many tokens at any detail level we know of; counted as a bound.
@@ -108,9 +118,32 @@ def encoding_for(model: str) -> tiktoken.Encoding:
     return tiktoken.get_encoding(FALLBACK_ENCODING)
 
 
+_WORD_SPACE = re.compile(r"(?<=\S) ")  # a space that starts a pre-token (one search: linear)
+
+
+class CountStopped(Exception):
+    """The caller gave up on an exact count (its recall timed out): stop at the next slice."""
+
+
+def slices(text: str) -> Iterator[str]:
+    """`text` in consecutive pieces of at most SLICE_CHARS, each cut before a space that follows a
+    non-space when the last half of the window has one (else mid-run: a token or so may differ)."""
+    start = 0
+    while len(text) - start > SLICE_CHARS:
+        end = start + SLICE_CHARS
+        found = _WORD_SPACE.search(text, start + SLICE_CHARS // 2, end)
+        cut = found.start() if found else end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
 def count(text: str, model: str = "") -> int:
     """Exact tokens of `text` under `model`'s encoding (special-token text counted as plain text)."""
-    return len(encoding_for(model).encode_ordinary(text))
+    encoding = encoding_for(model)
+    if len(text) <= SLICE_CHARS:
+        return len(encoding.encode_ordinary(text))
+    return sum(len(encoding.encode_ordinary(piece)) for piece in slices(text))
 
 
 def _message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
@@ -139,8 +172,12 @@ def _message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
     return texts, images
 
 
-def prompt_tokens(payload: dict[str, Any], model: str, *, exact: bool) -> int:
-    """Tokens of the prompt: exact, or the free upper bound (a token is at least one UTF-8 byte)."""
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _prompt_parts(payload: dict[str, Any]) -> tuple[int, list[str]]:
+    """The prompt's fixed framing tokens (per message, per image) and its texts."""
     messages = payload.get("messages")
     total = 0
     texts: list[str] = []
@@ -153,10 +190,28 @@ def prompt_tokens(payload: dict[str, Any], model: str, *, exact: bool) -> int:
     for key in ("tools", "functions", "response_format"):
         if payload.get(key):
             texts.append(json.dumps(payload[key], ensure_ascii=False))
-    if exact:
-        encoding = encoding_for(model)
-        return total + sum(len(encoding.encode_ordinary(t)) for t in texts)
-    return total + sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    return total, texts
+
+
+def prompt_tokens(payload: dict[str, Any], model: str, *, exact: bool, stop: Callable[[], bool] = lambda: False) -> int:
+    """Tokens of the prompt: the free upper bound (a token is at least one UTF-8 byte), or `exact`:
+    counted exactly up to EXACT_COUNT_MAX_CHARS and at the bound beyond. Raises CountStopped once
+    `stop()` is true (checked between slices)."""
+    total, texts = _prompt_parts(payload)
+    if not exact:
+        return total + sum(map(_utf8_size, texts))
+    encoding = encoding_for(model)
+    left = EXACT_COUNT_MAX_CHARS
+    for text in texts:
+        for piece in slices(text):
+            if left < len(piece):
+                total += _utf8_size(piece)
+                continue
+            if stop():
+                raise CountStopped
+            total += len(encoding.encode_ordinary(piece))
+            left -= len(piece)
+    return total
 
 
 def completion_reserve(payload: dict[str, Any]) -> int:
@@ -168,13 +223,14 @@ def completion_reserve(payload: dict[str, Any]) -> int:
     return 0
 
 
-def memory_budget(payload: dict[str, Any], model: str, budget_tokens: int, budget_ratio: float) -> int:
-    """min(budget_tokens, budget_ratio x room left in the context window); exact counting only near the edge."""
+def memory_budget(payload: dict[str, Any], model: str, budget_tokens: int, budget_ratio: float, stop: Callable[[], bool] = lambda: False) -> int:
+    """min(budget_tokens, budget_ratio x room left in the context window); exact counting only near the
+    edge, bounded (see prompt_tokens) and stoppable."""
     window = context_window(model)
     reserve = completion_reserve(payload)
     bound = prompt_tokens(payload, model, exact=False)
     budget = min(budget_tokens, int(budget_ratio * (window - bound - reserve)))
     if budget < budget_tokens:  # the free bound is too pessimistic to decide: count exactly
-        exact = prompt_tokens(payload, model, exact=True)
+        exact = prompt_tokens(payload, model, exact=True, stop=stop)
         budget = min(budget_tokens, int(budget_ratio * (window - exact - reserve)))
     return max(0, budget)
