@@ -58,7 +58,7 @@ def test_reads_never_cross_users_or_tenants(tmp_path: Path) -> None:
         mine = memory("t1", "u", "mine")
         await store.add([mine, memory("t1", "v", "other user"), memory("t2", "u", "other tenant")])
         assert await store.get("t1", "v", mine.id) is None and await store.get("t2", "u", mine.id) is None
-        assert await store.delete("t2", "u", [mine.id]) == 0
+        assert await store.delete("t2", "u", [mine.id]) == []
         assert await store.update("t1", "v", mine.id, text="stolen") is None
         assert (await store.get("t1", "u", mine.id)).text == "mine"
         await store.aclose()
