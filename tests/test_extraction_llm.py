@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-
 import httpx
-import pytest
 
 from .extraction_helpers import KEY, flush, history, memories, queue_state, say, system_text, texts
 from .fake_upstream import FakeUpstream
