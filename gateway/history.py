@@ -7,7 +7,7 @@ zeroes what a statement frees; hygiene truncates the WAL)."""
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable, Sequence
+from typing import Sequence
 
 import aiosqlite
 
@@ -60,20 +60,17 @@ class History:
         cur = await write(self.db, sql, (tenant, user, *memory_ids))
         return cur.rowcount
 
-    async def redact_removed(self, existing: Callable[[str, str], Awaitable[set[str]]]) -> int:
-        """Redact the rows of every memory `existing(tenant, user)` no longer lists: removals this
-        process did not see (another replica's) or raced (a forget overtaking a batch)."""
-        sql = "SELECT DISTINCT tenant, user_id, memory_id FROM history WHERE old_text IS NOT NULL OR new_text IS NOT NULL"
-        by_user: dict[tuple[str, str], set[str]] = {}
+    async def texted_users(self) -> set[tuple[str, str]]:
+        """(tenant, user) of every user with history rows that still carry text."""
+        sql = "SELECT DISTINCT tenant, user_id FROM history WHERE old_text IS NOT NULL OR new_text IS NOT NULL"
         async with self.db.execute(sql) as cur:
-            async for row in cur:
-                by_user.setdefault((row[0], row[1]), set()).add(row[2])
-        redacted = 0
-        for (tenant, user), ids in by_user.items():
-            # Read after the history rows: a memory is stored before its first change is recorded.
-            gone = sorted(ids - await existing(tenant, user))
-            redacted += await self.redact(tenant, user, gone)
-        return redacted
+            return {(row[0], row[1]) for row in await cur.fetchall()}
+
+    async def texted(self, tenant: str, user: str) -> set[str]:
+        """Ids of one user's memories whose history rows still carry text."""
+        sql = "SELECT DISTINCT memory_id FROM history WHERE tenant = ? AND user_id = ? AND (old_text IS NOT NULL OR new_text IS NOT NULL)"
+        async with self.db.execute(sql, (tenant, user)) as cur:
+            return {row[0] for row in await cur.fetchall()}
 
     async def scrub(self) -> bool:
         """Empty the WAL, whose older page images still hold what was deleted or redacted."""

@@ -109,14 +109,16 @@ class Hygiene:
         async with self._lock:
             await service.flush_usage()  # recall counts still in memory decide what is "unused"
             removed = {reason: 0 for reason in HYGIENE_REASONS}
-            users = 0
+            seen: set[tuple[str, str]] = set()
             ruleset = self.rules()
             for tenant in await service.store.tenants():
                 for user in await service.store.users(tenant):
-                    users += 1
+                    seen.add((tenant, user))
                     rule = retention_for(ruleset, tenant, user)
                     now = time.time()
-                    doomed = plan(await service.store.rows(tenant, user), rule, self.settings.max_memories_per_user, now)
+                    rows = await service.store.rows(tenant, user)
+                    await self._redact_gone(service, tenant, user, {m.id for m in rows})
+                    doomed = plan(rows, rule, self.settings.max_memories_per_user, now)
                     for reason, memories in doomed.items():
                         if memories:
                             action = "evict" if reason == "cap" else "expire"
@@ -124,16 +126,29 @@ class Hygiene:
                             self.metrics.hygiene_removed.labels(reason).inc(count)
                             removed[reason] += count
             if any(removed.values()):
-                log.info("hygiene pass removed memories", extra={"removed": removed, "users": users})
-            erased = await self.erase(service)
-            return {"users": users, "removed": removed, "erased": erased}
+                log.info("hygiene pass removed memories", extra={"removed": removed, "users": len(seen)})
+            erased = await self.erase(service, seen)
+            return {"users": len(seen), "removed": removed, "erased": erased}
 
-    async def erase(self, service: MemoryService) -> bool:
-        """Removed text off the disk: history of removed memories, LanceDB files, the SQLite WAL.
-        A failure is logged and retried by the next pass (the pass itself still answers)."""
+    async def _redact_gone(self, service: MemoryService, tenant: str, user: str, stored: set[str]) -> None:
+        """Redact the history of this user's memories no longer stored: removals this process did not
+        make (another replica's) or whose redaction was interrupted (a crash)."""
+        if service.history is None:
+            return
+        gone = await service.history.texted(tenant, user) - stored
+        if gone:
+            # Re-read after the history: a memory is stored before its first change is recorded.
+            gone -= await service.store.ids(tenant, user)
+            await service.history.redact(tenant, user, sorted(gone))
+
+    async def erase(self, service: MemoryService, seen: set[tuple[str, str]]) -> bool:
+        """Removed text off the disk: history of users no longer stored at all (`seen` are those the
+        pass went through), LanceDB files, the SQLite WAL. A failure is logged and retried by the
+        next pass (the pass itself still answers)."""
         try:
             if service.history is not None:
-                await service.history.redact_removed(service.store.ids)
+                for tenant, user in await service.history.texted_users() - seen:
+                    await self._redact_gone(service, tenant, user, set())
             await service.store.erase()
             return service.history is None or await service.history.scrub()
         except Exception:
