@@ -271,6 +271,7 @@ class MemoryService:
                     self._commits = 0
                     compacted = time.monotonic()
                     await self.store.optimize()
+                    await self.tombstones.optimize()
             except Exception:
                 log.warning("memory maintenance failed; will retry", exc_info=True)
 

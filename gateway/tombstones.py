@@ -14,16 +14,19 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from .store import one_of, sql_literal
-
 TABLE = "forgotten"
 SCHEMA = pa.schema([pa.field("tenant", pa.string(), nullable=False), pa.field("user_id", pa.string(), nullable=False), pa.field("at", pa.float64())])
 Key = tuple[str, str]
 
 
 class Tombstones:
+    """The table, and a copy of it in memory read again whenever its version moves (a forget here or
+    on another replica): a check costs a version lookup, not a LanceDB query per extraction commit."""
+
     def __init__(self, table: Any) -> None:
         self.table = table
+        self._known: dict[Key, float] = {}
+        self._version: int | None = None  # the table version `_known` reflects
 
     @classmethod
     async def open(cls, db: Any) -> Tombstones:
@@ -34,24 +37,22 @@ class Tombstones:
         at = time.time()
         row = pa.table({"tenant": [tenant], "user_id": [user], "at": [at]}, schema=SCHEMA)
         await self.table.merge_insert(["tenant", "user_id"]).when_matched_update_all().when_not_matched_insert_all().execute(row)
+        self._known[(tenant, user)] = at  # at once: the version check below may lag by the read consistency interval
         return at
 
     async def since(self, keys: Iterable[Key]) -> dict[Key, float]:
-        """The tombstone time of those of `keys` that were ever forgotten (one read for all)."""
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
-        # One IN list per tenant: no OR chain grows with the number of users.
-        by_tenant: dict[str, list[str]] = {}
-        for tenant, user in wanted:
-            by_tenant.setdefault(tenant, []).append(user)
-        clauses = [f"tenant = {sql_literal(t)} AND {one_of('user_id', users)}" for t, users in by_tenant.items()]
-        found: dict[Key, float] = {}
-        for clause in clauses:
-            rows = await self.table.query().where(clause).to_arrow()
+        """The tombstone time of those of `keys` that were ever forgotten."""
+        version = await self.table.version()
+        if version != self._version:
+            rows = await self.table.query().select(["tenant", "user_id", "at"]).to_arrow()
             for tenant, user, at in zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("at").to_pylist()):
-                found[(tenant, user)] = max(found.get((tenant, user), 0.0), float(at))
-        return found
+                self._known[(tenant, user)] = max(self._known.get((tenant, user), 0.0), float(at))
+            self._version = version
+        return {key: self._known[key] for key in set(keys) if key in self._known}
+
+    async def optimize(self) -> None:
+        """Compact: every forget is a commit, and a read opens every fragment."""
+        await self.table.optimize()
 
     def close(self) -> None:
         self.table.close()
