@@ -54,6 +54,7 @@ class Learner:
     async def __call__(self, batches: Sequence[Sequence[Job]]) -> None:
         """Each batch is one user's jobs, in order. Extraction runs concurrently across users (llm
         calls overlap); reconciliation commits every user's new memories in one store write."""
+        batches = await self.reconciler.unforgotten(batches)  # done without a word extracted
         groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
         await self.reconciler.apply(groups)
 

@@ -76,6 +76,12 @@ class Reconciler:
         self.memory = memory  # MemoryService (gateway/memory.py)
         self.instance = instance
 
+    async def unforgotten(self, batches: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """The batches (of jobs, oldest first) whose user was not forgotten after the oldest job was
+        enqueued: a forgotten user's words are not sent to an extractor again (a retry, a replay)."""
+        stones = await self.memory.tombstones.since({(jobs[0].tenant, jobs[0].user) for jobs in batches})
+        return [jobs for jobs in batches if jobs[0].created_at > stones.get((jobs[0].tenant, jobs[0].user), 0.0)]
+
     async def apply(self, groups: Sequence[Group]) -> Plan:
         """Write what the groups teach: one store commit for every new memory of every user, then
         the (rarer) refreshes and supersedes. Returns what was done."""
