@@ -161,12 +161,12 @@ class MemoryStore:
             for _ in range(MAX_CONCURRENT_OPS):
                 self._ops.release()
 
-    async def _note_erased(self, where: str) -> None:
-        """Remember which fragments hold the rows about to be deleted (a row id's high 32 bits)."""
-        if self._erased is None:
-            return  # every fragment is rewritten anyway
+    async def _doomed(self, where: str) -> set[str]:
+        """Ids of the rows about to be deleted; their fragments (a row id's high 32 bits) are noted for `erase`."""
         rows = await self._read(self.table.query().where(where).select(["id"]).with_row_id())
-        self._erased.update(int(r) >> 32 for r in rows.column("_rowid").to_pylist())
+        if self._erased is not None:  # None: every fragment is rewritten anyway
+            self._erased.update(int(r) >> 32 for r in rows.column("_rowid").to_pylist())
+        return set(rows.column("id").to_pylist())
 
     async def add(self, memories: list[Memory]) -> list[Memory]:
         """Insert in one commit; ids already present are skipped. Returns the rows actually inserted."""
@@ -223,10 +223,9 @@ class MemoryStore:
         if not ids:
             return []
         where = f"{scope(tenant, user)} AND {one_of('id', ids)}" + (f" AND ({still})" if still else "")
-        present = set((await self._read(self.table.query().where(where).select(["id"]))).column("id").to_pylist())
+        present = await self._doomed(where)
         if not present:
             return []
-        await self._note_erased(where)
         result = await self._write(self.table.delete(where))
         self._own(result.version)
         # A row that stopped matching between the read and the delete is still there: not deleted.
@@ -310,7 +309,8 @@ class MemoryStore:
         self._own(result.version)
 
     async def forget_user(self, tenant: str, user: str) -> int:
-        await self._note_erased(scope(tenant, user))
+        if not await self._doomed(scope(tenant, user)):
+            return 0
         result = await self._write(self.table.delete(scope(tenant, user)))
         self._own(result.version)
         return int(result.num_deleted_rows)
