@@ -329,6 +329,9 @@ class MemoryStore:
             for where in ranges:
                 await self._write(self.table.update(updates_sql={"id": "id"}, where=where))
             await self._write(self.table.create_index("text", config=FTS(), replace=True))
+            # Compaction and index upkeep first, alongside other work (tens of seconds with a vector index
+            # over 100k rewritten rows); held exclusive, the second call only drops old versions.
+            await self._write(self.table.optimize())
             async with self._exclusive():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # lancedb warns that older versions go: that is the point
