@@ -52,13 +52,13 @@ def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Ca
         return JSONResponse({"id": mid, "history": changes})
 
     async def forget_user(request: Request) -> Response:
-        """Queued jobs first (so none writes again), then memories, then their history."""
-        queue, history = extraction.require_open()
+        """The tombstone, memories and history (MemoryService.forget_user), then queued jobs. Complete
+        at once: a batch of the user's still running writes nothing back."""
+        queue, _ = extraction.require_open()
         tenant, user = scope_of(request)
         service = opened(memory)
+        memories, changes = await service.forget_user(tenant, user)
         jobs = await queue.forget_user(tenant, user)
-        memories = await service.forget_user(tenant, user)
-        changes = await history.forget_user(tenant, user)
         return JSONResponse({"tenant": tenant, "user": user, "deleted": {"memories": memories, "history": changes, "jobs": jobs}})
 
     route = functools.partial(admin_route, token, metrics)

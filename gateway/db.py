@@ -68,8 +68,18 @@ async def open_db(path: str | Path, busy_timeout_ms: int = 5000) -> aiosqlite.Co
     # checkpoint can lose the last commits. FULL would fsync every enqueue on the request path.
     await db.execute("PRAGMA synchronous = NORMAL")
     await db.execute("PRAGMA foreign_keys = ON")
+    # Deleted rows (forgotten users, redacted history, done jobs) are overwritten, not left in free space.
+    await db.execute("PRAGMA secure_delete = ON")
     await migrate(db)
     return db
+
+
+async def truncate_wal(db: aiosqlite.Connection) -> bool:
+    """Checkpoint the WAL into the database and truncate it to zero bytes; False when a reader or
+    writer kept it from finishing (the next call retries)."""
+    async with db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+        busy, _, _ = await cur.fetchone()
+    return not busy
 
 
 async def write(db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
@@ -121,4 +131,5 @@ def open_request_writer(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")  # the same durability as open_db's connection
     db.execute("PRAGMA wal_autocheckpoint = 0")
+    db.execute("PRAGMA secure_delete = ON")  # as open_db's connection
     return db

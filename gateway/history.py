@@ -1,4 +1,8 @@
-"""The change log of every memory: add, refresh, supersede, update, delete, with old and new text and cause."""
+"""The change log of every memory: add, refresh, supersede, update, delete, with old and new text and cause.
+
+Once a memory is removed (deleted, expired, evicted) its rows keep action, cause and time but lose
+their text: a removed memory's words must not outlive it on disk (`PRAGMA secure_delete` in db.py
+zeroes what a statement frees; hygiene truncates the WAL)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Sequence
 
 import aiosqlite
 
-from .db import write
+from .db import truncate_wal, write
 
 ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")
 
@@ -45,3 +49,29 @@ class History:
     async def forget_user(self, tenant: str, user: str) -> int:
         cur = await write(self.db, "DELETE FROM history WHERE tenant = ? AND user_id = ?", (tenant, user))
         return cur.rowcount
+
+    async def redact(self, tenant: str, user: str, memory_ids: Sequence[str]) -> int:
+        """Drop the text of every change of these (removed) memories; returns the rows redacted."""
+        if not memory_ids:
+            return 0
+        marks = ",".join("?" * len(memory_ids))
+        sql = (f"UPDATE history SET old_text = NULL, new_text = NULL WHERE tenant = ? AND user_id = ? AND memory_id IN ({marks})"
+               " AND (old_text IS NOT NULL OR new_text IS NOT NULL)")
+        cur = await write(self.db, sql, (tenant, user, *memory_ids))
+        return cur.rowcount
+
+    async def texted_users(self) -> set[tuple[str, str]]:
+        """(tenant, user) of every user with history rows that still carry text."""
+        sql = "SELECT DISTINCT tenant, user_id FROM history WHERE old_text IS NOT NULL OR new_text IS NOT NULL"
+        async with self.db.execute(sql) as cur:
+            return {(row[0], row[1]) for row in await cur.fetchall()}
+
+    async def texted(self, tenant: str, user: str) -> set[str]:
+        """Ids of one user's memories whose history rows still carry text."""
+        sql = "SELECT DISTINCT memory_id FROM history WHERE tenant = ? AND user_id = ? AND (old_text IS NOT NULL OR new_text IS NOT NULL)"
+        async with self.db.execute(sql, (tenant, user)) as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    async def scrub(self) -> bool:
+        """Empty the WAL, whose older page images still hold what was deleted or redacted."""
+        return await truncate_wal(self.db)

@@ -13,7 +13,13 @@ Per user, in order (pinned memories are never removed by any of them):
   useful active memories are evicted (reason `cap`). Superseded rows do not count toward the cap.
 
 Only the cap is on by default. Removals go through MemoryService (hot tier coherent) and are
-recorded in the history with action `expire` or `evict` and cause `hygiene`.
+recorded in the history with action `expire` or `evict` and cause `hygiene`. A pass plans from a
+read of the user's rows, so each delete re-checks its reason (`still`): a memory pinned, recalled or
+superseded in between is kept.
+
+Then the pass erases: the history of every removed memory loses its text, the LanceDB fragments
+holding removed rows are rewritten and old versions dropped, and the SQLite WAL is truncated, so the
+text of what was forgotten, expired or evicted is gone from every file of the data dir.
 """
 
 from __future__ import annotations
@@ -55,6 +61,16 @@ def usefulness(m: Memory, now: float) -> float:
     return math.log1p(m.use_count) + recency + m.confidence
 
 
+def still(reason: str, rule: RuleSettings, now: float) -> str:
+    """The store filter re-checking `reason` at delete time (a row changed since the plan is kept)."""
+    kept = "pinned IS NOT TRUE"
+    if reason == "ttl":
+        return f"{kept} AND created_at < {now - rule.ttl_days * DAY!r}"
+    if reason == "unused":
+        return f"{kept} AND coalesce(last_used_at, created_at) < {now - rule.expire_unused_days * DAY!r}"
+    return f"{kept} AND superseded_by IS NULL"  # the cap counts active memories only
+
+
 def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float) -> dict[str, list[Memory]]:
     """What to remove from one user's rows, by reason. Pure: the tests and the pass share it."""
     out: dict[str, list[Memory]] = {reason: [] for reason in HYGIENE_REASONS}
@@ -85,28 +101,59 @@ class Hygiene:
         self._lock = asyncio.Lock()  # one pass at a time (the periodic task and the admin route)
 
     async def run(self) -> dict[str, Any]:
-        """One pass over every user; returns how many memories each reason removed."""
+        """One pass over every user, then the erase; returns how many memories each reason removed
+        and whether the erase finished."""
         service = self.memory()
         if service is None:
-            return {"users": 0, "removed": {reason: 0 for reason in HYGIENE_REASONS}}
+            return {"users": 0, "removed": {reason: 0 for reason in HYGIENE_REASONS}, "erased": True}
         async with self._lock:
             await service.flush_usage()  # recall counts still in memory decide what is "unused"
             removed = {reason: 0 for reason in HYGIENE_REASONS}
-            users = 0
+            seen: set[tuple[str, str]] = set()
             ruleset = self.rules()
             for tenant in await service.store.tenants():
                 for user in await service.store.users(tenant):
-                    users += 1
+                    seen.add((tenant, user))
                     rule = retention_for(ruleset, tenant, user)
-                    doomed = plan(await service.store.rows(tenant, user), rule, self.settings.max_memories_per_user, time.time())
+                    now = time.time()
+                    rows = await service.store.rows(tenant, user)
+                    await self._redact_gone(service, tenant, user, {m.id for m in rows})
+                    doomed = plan(rows, rule, self.settings.max_memories_per_user, now)
                     for reason, memories in doomed.items():
                         if memories:
-                            await service.remove(tenant, user, memories, "evict" if reason == "cap" else "expire", CAUSE)
-                            self.metrics.hygiene_removed.labels(reason).inc(len(memories))
-                            removed[reason] += len(memories)
+                            action = "evict" if reason == "cap" else "expire"
+                            count = await service.remove(tenant, user, [m.id for m in memories], action, CAUSE, still=still(reason, rule, now))
+                            self.metrics.hygiene_removed.labels(reason).inc(count)
+                            removed[reason] += count
             if any(removed.values()):
-                log.info("hygiene pass removed memories", extra={"removed": removed, "users": users})
-            return {"users": users, "removed": removed}
+                log.info("hygiene pass removed memories", extra={"removed": removed, "users": len(seen)})
+            erased = await self.erase(service, seen)
+            return {"users": len(seen), "removed": removed, "erased": erased}
+
+    async def _redact_gone(self, service: MemoryService, tenant: str, user: str, stored: set[str]) -> None:
+        """Redact the history of this user's memories no longer stored: removals this process did not
+        make (another replica's) or whose redaction was interrupted (a crash)."""
+        if service.history is None:
+            return
+        gone = await service.history.texted(tenant, user) - stored
+        if gone:
+            # Re-read after the history: a memory is stored before its first change is recorded.
+            gone -= await service.store.ids(tenant, user)
+            await service.history.redact(tenant, user, sorted(gone))
+
+    async def erase(self, service: MemoryService, seen: set[tuple[str, str]]) -> bool:
+        """Removed text off the disk: history of users no longer stored at all (`seen` are those the
+        pass went through), LanceDB files, the SQLite WAL. A failure is logged and retried by the
+        next pass (the pass itself still answers)."""
+        try:
+            if service.history is not None:
+                for tenant, user in await service.history.texted_users() - seen:
+                    await self._redact_gone(service, tenant, user, set())
+            await service.store.erase()
+            return service.history is None or await service.history.scrub()
+        except Exception:
+            log.warning("erasing removed memories failed; the next hygiene pass retries", exc_info=True)
+            return False
 
     async def periodic(self) -> None:
         """Every `hygiene_interval` seconds: a pass, then compaction (removals leave deletion files, and

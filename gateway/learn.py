@@ -54,6 +54,7 @@ class Learner:
     async def __call__(self, batches: Sequence[Sequence[Job]]) -> None:
         """Each batch is one user's jobs, in order. Extraction runs concurrently across users (llm
         calls overlap); reconciliation commits every user's new memories in one store write."""
+        batches = await self.reconciler.unforgotten(batches)  # done without a word extracted
         groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
         await self.reconciler.apply(groups)
 
@@ -78,4 +79,4 @@ class Learner:
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
-        return Group(first.tenant, first.user, first.agent, items, cause, judge)
+        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at)

@@ -22,6 +22,8 @@ from .metrics import Metrics
 from .recall import Query, core_profile, query_text, rank
 from .records import KINDS, Memory
 from .store import MemoryStore
+from .tombstones import Tombstones
+from .userlocks import Key, UserLocks
 
 log = logging.getLogger("memgate.memory")
 
@@ -45,6 +47,16 @@ class Embedder(Protocol):
 class History(Protocol):
     async def record(self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str) -> None: ...
 
+    async def redact(self, tenant: str, user: str, memory_ids: list[str]) -> int: ...
+
+    async def forget_user(self, tenant: str, user: str) -> int: ...
+
+    async def texted_users(self) -> set[tuple[str, str]]: ...
+
+    async def texted(self, tenant: str, user: str) -> set[str]: ...
+
+    async def scrub(self) -> bool: ...
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
@@ -58,7 +70,7 @@ def text_facts(texts: list[str]) -> list[tuple[int, bool]]:
 class MemoryService:
     """Owns store, embedder and hot tier; every write goes through here so the hot tier stays coherent."""
 
-    def __init__(self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int) -> None:
+    def __init__(self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int, tombstones: Tombstones) -> None:
         # Recall's matrix-vector products are small: a second BLAS thread only fights the event loop and
         # the other workers for the cores (measured 1 ms single-threaded vs 2-5 ms with 2 threads, 10k x 256).
         threadpool_limits(1, user_api="blas")
@@ -66,6 +78,8 @@ class MemoryService:
         self.embedder = embedder
         self.metrics = metrics
         self.hot = HotTier(store, hot_users, metrics)
+        self.tombstones = tombstones
+        self.locks = UserLocks()
         self.history: History | None = None
         self._usage: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._commits = 0
@@ -87,16 +101,18 @@ class MemoryService:
             else:
                 await embedder.embed(["dimension probe"])
         store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim, cache_mb=settings.store_cache_mb)
-        service = cls(store, embedder, metrics, settings.hot_users)
+        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db))
         service.start()
         return service
 
     # -- writes ------------------------------------------------------------------------------------
 
-    async def _record(self, m: Memory, action: str, old: str | None, new: str | None, cause: str) -> None:
+    async def _record(self, m: Memory | tuple[str, str, str], action: str, old: str | None, new: str | None, cause: str) -> None:
+        """Count and log one change of a memory, given as itself or as (tenant, user, id)."""
+        tenant, user, mid = (m.tenant, m.user_id, m.id) if isinstance(m, Memory) else m
         self.metrics.memories_written.labels(action).inc()
         if self.history is not None:
-            await self.history.record(m.tenant, m.user_id, m.id, action, old, new, cause)
+            await self.history.record(tenant, user, mid, action, old, new, cause)
 
     async def _prepare(self, memories: list[Memory]) -> None:
         """Fill what a writer may leave out: vector, token count, timestamps, the instruction flag."""
@@ -117,23 +133,40 @@ class MemoryService:
                 m.flagged = True
                 self.metrics.flagged_memories.inc()
 
-    async def write(self, memories: list[Memory], cause: str | Mapping[str, str] = "extraction") -> list[Memory]:
+    async def _forgotten(self, learned: Mapping[Key, float] | None) -> set[Key]:
+        """Users forgotten at or after `learned[user]` (when the exchange a write comes from was
+        enqueued): such a write is dropped. Call with the users' locks held."""
+        if not learned:
+            return set()
+        gone = {key for key, at in (await self.tombstones.since(learned)).items() if learned[key] <= at}
+        if gone:
+            log.info("dropped a write learned before its user was forgotten", extra={"users": len(gone)})
+        return gone
+
+    async def write(
+        self, memories: list[Memory], cause: str | Mapping[str, str] = "extraction", *, learned: Mapping[Key, float] | None = None,
+    ) -> list[Memory]:
         """Add memories in one commit; returns those actually inserted (replayed ids are skipped).
-        `cause` may map memory ids to causes (one extraction commit spans several jobs)."""
+        `cause` may map memory ids to causes (one extraction commit spans several jobs); with
+        `learned`, a user forgotten since is skipped (see `_forgotten`)."""
         if not memories:
             return []
         await self._prepare(memories)
-        inserted = await self.store.add(memories)
-        self._commits += 1
-        self.hot.added(inserted)
-        for m in inserted:
-            await self._record(m, "add", None, m.text, cause if isinstance(cause, str) else cause.get(m.id, "extraction"))
+        async with self.locks.hold((m.tenant, m.user_id) for m in memories):
+            gone = await self._forgotten(learned)
+            inserted = await self.store.add([m for m in memories if (m.tenant, m.user_id) not in gone])
+            self._commits += 1
+            self.hot.added(inserted)
+            for m in inserted:
+                await self._record(m, "add", None, m.text, cause if isinstance(cause, str) else cause.get(m.id, "extraction"))
         return inserted
 
     async def update(
         self, tenant: str, user: str, id: str, *, text: str | None = None, kind: str | None = None,
-        pinned: bool | None = None, confidence: float | None = None, cause: str, action: str = "update",
+        pinned: bool | None = None, confidence: float | None = None, cause: str, action: str = "update", learned: float | None = None,
     ) -> Memory | None:
+        """Change only the given fields (never the rest of a row read earlier); None when absent or
+        when the user was forgotten after `learned`."""
         current = await self.store.get(tenant, user, id)
         if current is None:
             return None
@@ -149,48 +182,57 @@ class MemoryService:
         if text is not None and text != current.text:
             [(count, instruction)] = await asyncio.to_thread(text_facts, [text])
             changes.update(text=text, vector=(await self.embedder.embed([text]))[0], tokens=count, flagged=instruction)
-        updated = await self.store.update(tenant, user, id, **changes)
-        self._commits += 1
-        if updated is None:
-            return None
-        self.hot.updated(updated)
-        await self._record(updated, action, current.text, updated.text, cause)  # action: update, or refresh (a restatement)
+        async with self.locks.hold([(tenant, user)]):
+            if await self._forgotten(None if learned is None else {(tenant, user): learned}):
+                return None
+            updated = await self.store.update(tenant, user, id, **changes)
+            self._commits += 1
+            if updated is None:
+                return None
+            self.hot.updated(updated)
+            await self._record(updated, action, current.text, updated.text, cause)  # action: update, or refresh (a restatement)
         return updated
 
-    async def supersede(self, tenant: str, user: str, old_id: str, new_id: str, cause: str, new_text: str | None = None) -> None:
-        old = await self.store.get(tenant, user, old_id)
-        if old is None:
-            return
-        await self.store.supersede(tenant, user, old_id, new_id)
-        self._commits += 1
-        self.hot.removed(tenant, user, [old_id])
-        await self._record(old, "supersede", old.text, new_text, cause)
+    async def supersede(
+        self, tenant: str, user: str, old_id: str, new_id: str, cause: str, new_text: str | None = None, *, learned: float | None = None,
+    ) -> None:
+        async with self.locks.hold([(tenant, user)]):
+            old = await self.store.get(tenant, user, old_id)
+            if old is None or await self._forgotten(None if learned is None else {(tenant, user): learned}):
+                return
+            await self.store.supersede(tenant, user, old_id, new_id)
+            self._commits += 1
+            self.hot.removed(tenant, user, [old_id])
+            await self._record(old, "supersede", old.text, new_text, cause)
 
     async def delete(self, tenant: str, user: str, id: str, cause: str) -> bool:
-        old = await self.store.get(tenant, user, id)
-        if old is None:
-            return False
-        await self.store.delete(tenant, user, [id])
-        self._commits += 1
-        self.hot.removed(tenant, user, [id])
-        await self._record(old, "delete", old.text, None, cause)
-        return True
+        return await self.remove(tenant, user, [id], "delete", cause) == 1
 
-    async def remove(self, tenant: str, user: str, memories: list[Memory], action: str, cause: str) -> int:
-        """Delete several of one user's memories in one commit, recording `action` (expire, evict) for each."""
-        if not memories:
+    async def remove(self, tenant: str, user: str, ids: list[str], action: str, cause: str, *, still: str | None = None) -> int:
+        """Delete several of one user's memories in one commit, recording `action` (delete, expire,
+        evict) for each, without its text; the text of their earlier history is redacted. With
+        `still` (a filter), only those still matching it go: see `MemoryStore.delete`."""
+        if not ids:
             return 0
-        removed = await self.store.delete(tenant, user, [m.id for m in memories])
-        self._commits += 1
-        self.hot.removed(tenant, user, [m.id for m in memories])
-        for m in memories:
-            await self._record(m, action, m.text, None, cause)
-        return removed
+        async with self.locks.hold([(tenant, user)]):
+            removed = await self.store.delete(tenant, user, ids, still=still)
+            self._commits += 1
+            self.hot.removed(tenant, user, removed)
+            if self.history is not None and removed:
+                await self.history.redact(tenant, user, removed)
+            for mid in removed:
+                await self._record((tenant, user, mid), action, None, None, cause)
+        return len(removed)
 
-    async def forget_user(self, tenant: str, user: str) -> int:
-        removed = await self.store.forget_user(tenant, user)
-        self.hot.forget(tenant, user)
-        return removed
+    async def forget_user(self, tenant: str, user: str) -> tuple[int, int]:
+        """Tombstone first (a write learned earlier is dropped from now on), then memories and their
+        history; returns (memories, history rows) deleted."""
+        async with self.locks.hold([(tenant, user)]):
+            await self.tombstones.forget(tenant, user)
+            removed = await self.store.forget_user(tenant, user)
+            self.hot.forget(tenant, user)
+            changes = await self.history.forget_user(tenant, user) if self.history is not None else 0
+        return removed, changes
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -238,6 +280,7 @@ class MemoryService:
                     self._commits = 0
                     compacted = time.monotonic()
                     await self.store.optimize()
+                    await self.tombstones.optimize()
             except Exception:
                 log.warning("memory maintenance failed; will retry", exc_info=True)
 
@@ -253,6 +296,7 @@ class MemoryService:
         except Exception:
             log.warning("could not fold usage counts on shutdown", exc_info=True)
         await self.hot.aclose()
+        self.tombstones.close()
         await self.store.aclose()
         await self.embedder.aclose()
 

@@ -31,7 +31,6 @@ MAX_USERS = 32  # users a worker takes at once: their new memories go into the s
 MAX_ATTEMPTS = 5  # then the job is a dead letter (kept in SQLite for inspection, for a while)
 PURGE_INTERVAL = 3600.0  # seconds between dead-letter purges (down to 1 s when the retention is shorter)
 LINGER = 0.02  # seconds between enqueue and the job becoming runnable
-FORGET_WAIT = 60.0  # seconds a forget waits for the user's running batch (an LLM call) to finish
 
 
 @dataclass
@@ -67,7 +66,6 @@ class JobQueue:
         self._queued: set[UserKey] = set()  # keys in _ready, so a user is queued once
         self._busy: set[UserKey] = set()  # being processed, or waiting out a backoff
         self._solo: set[UserKey] = set()  # failed recently: retry one job at a time
-        self._running: dict[UserKey, asyncio.Event] = {}  # set when the user's running batch ends
         self._keys: dict[int, str] = {}  # caller API keys by job id: never written anywhere
         self.outstanding = Outstanding(self._jobs)  # _jobs' ids, oldest first, for flush()
         self._tasks: list[asyncio.Task[None]] = []
@@ -195,15 +193,9 @@ class JobQueue:
         }
 
     async def forget_user(self, tenant: str, user: str) -> int:
-        """Drop a user's waiting and dead jobs. A batch of theirs already running is waited for first,
-        so whatever it writes exists before the caller deletes the user's memories."""
+        """Drop a user's waiting and dead jobs. A batch of theirs already running is not waited for:
+        the user's tombstone drops whatever it would write (MemoryService), and it deletes its jobs when it ends."""
         key = (tenant, user)
-        running = self._running.get(key)
-        if running is not None:
-            try:
-                await asyncio.wait_for(running.wait(), FORGET_WAIT)
-            except TimeoutError:
-                log.warning("forgetting a user while their extraction batch still runs: forget them again after it ends")
         ids = list(self._waiting.pop(key, ()))
         for job_id in ids:
             self._done(job_id)
@@ -292,7 +284,6 @@ class JobQueue:
             if key in self._busy or not self._waiting.get(key):
                 continue
             self._busy.add(key)
-            self._running[key] = asyncio.Event()
             claimed.append((key, self._claim(key)))
         return claimed
 
@@ -312,7 +303,6 @@ class JobQueue:
                     delays[key] = self.backoff
             finally:
                 for key, _ in claimed:
-                    self._running.pop(key).set()
                     self._busy.discard(key)
                     self._schedule(key, delays.get(key, 0.0))
 

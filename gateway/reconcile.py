@@ -58,6 +58,8 @@ class Group:
     cause: str
     # The llm extractor's second structured call: (statement, existing texts) -> ("same"|"replaces"|"new", index).
     judge: Callable[[str, Sequence[str]], Awaitable[tuple[str, int]]] | None = None
+    # When the batch's oldest job was enqueued: if the user was forgotten since, nothing of it is written.
+    learned: float = 0.0
 
 
 @dataclass
@@ -66,12 +68,19 @@ class Plan:
     causes: dict[str, str] = field(default_factory=dict)  # new memory id -> cause
     refresh: dict[str, tuple[Memory, float, str]] = field(default_factory=dict)  # id -> (memory, confidence, cause)
     replace: list[tuple[Memory, Memory, str]] = field(default_factory=list)  # (old, successor, cause)
+    learned: dict[tuple[str, str], float] = field(default_factory=dict)  # (tenant, user) -> Group.learned
 
 
 class Reconciler:
     def __init__(self, memory: Any, instance: str) -> None:
         self.memory = memory  # MemoryService (gateway/memory.py)
         self.instance = instance
+
+    async def unforgotten(self, batches: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """The batches (of jobs, oldest first) whose user was not forgotten after the oldest job was
+        enqueued: a forgotten user's words are not sent to an extractor again (a retry, a replay)."""
+        stones = await self.memory.tombstones.since({(jobs[0].tenant, jobs[0].user) for jobs in batches})
+        return [jobs for jobs in batches if jobs[0].created_at > stones.get((jobs[0].tenant, jobs[0].user), 0.0)]
 
     async def apply(self, groups: Sequence[Group]) -> Plan:
         """Write what the groups teach: one store commit for every new memory of every user, then
@@ -80,18 +89,21 @@ class Reconciler:
         if not texts:
             return Plan()
         vectors = iter(await self.memory.embedder.embed(texts))
-        plan = Plan()
+        plan = Plan(learned={(g.tenant, g.user): g.learned for g in groups})
         # Users are independent: plan them concurrently (a cold user's first lookup reads LanceDB).
         await asyncio.gather(*(self._plan(group, [next(vectors) for _ in group.items], plan) for group in groups))
         # New rows go in before anything is superseded: a crash in between leaves both, and the
         # replay (which finds its own new memory by id) supersedes the old one then. The service
         # records history and memories_written for each change.
+        # Every write passes when its batch was learned: the service drops those of a user forgotten since.
         if plan.new:
-            await self.memory.write(plan.new, cause=plan.causes)
+            await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)
         for memory, confidence, cause in plan.refresh.values():
-            await self.memory.update(memory.tenant, memory.user_id, memory.id, confidence=confidence, cause=cause, action="refresh")
+            await self.memory.update(memory.tenant, memory.user_id, memory.id, confidence=confidence, cause=cause, action="refresh",
+                                     learned=plan.learned[(memory.tenant, memory.user_id)])
         for old, successor, cause in plan.replace:
-            await self.memory.supersede(old.tenant, old.user_id, old.id, successor.id, cause=cause, new_text=successor.text)
+            await self.memory.supersede(old.tenant, old.user_id, old.id, successor.id, cause=cause, new_text=successor.text,
+                                        learned=plan.learned[(old.tenant, old.user_id)])
         return plan
 
     async def _plan(self, group: Group, vectors: list[np.ndarray], plan: Plan) -> None:

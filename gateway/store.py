@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import warnings
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import lancedb
 import pyarrow as pa
@@ -16,7 +18,8 @@ from .scopes import ScopeDirectory
 
 # Past this many unseen commits, assume some were another replica's rather than checking each.
 MAX_VERSION_GAP = 10_000
-MAX_CONCURRENT_READS = 8  # LanceDB reads at once; each holds open files for every fragment
+MAX_CONCURRENT_OPS = 8  # LanceDB reads and writes at once; a read holds open files for every fragment
+ERASE = timedelta(0)  # erasing drops every old version: their files hold what was removed
 
 TABLE = "memories"
 # Below this many rows a filtered brute-force scan beats an approximate index (and needs no training).
@@ -52,7 +55,10 @@ class MemoryStore:
         self.schema = schema(dim, embedder_name)
         # Versions this process committed: a hot tier seeing only these needs no reload.
         self.own_versions: set[int] = set()
-        self._reads = asyncio.Semaphore(MAX_CONCURRENT_READS)
+        self._ops = asyncio.Semaphore(MAX_CONCURRENT_OPS)
+        # Fragments holding rows deleted since the last erase; None: unknown (a removal before this
+        # process started may not have been erased), so the next erase rewrites every fragment.
+        self._erased: set[int] | None = None
         self.scopes = ScopeDirectory(self._scope_pairs, self.version, self.foreign_commits)
 
     @classmethod
@@ -136,8 +142,31 @@ class MemoryStore:
     async def _read(self, query: Any) -> pa.Table:
         # A LanceDB read opens files of every data fragment: unbounded concurrent reads (extraction
         # plans a whole batch of users at once) ran out of file handles under load (bench_load.py).
-        async with self._reads:
+        async with self._ops:
             return await query.to_arrow()
+
+    async def _write(self, operation: Any) -> Any:
+        """Run one commit (an awaitable) under the same bound as reads, so `erase` can hold them all off."""
+        async with self._ops:
+            return await operation
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """No read or write of this process in flight: old versions can go without failing one."""
+        for _ in range(MAX_CONCURRENT_OPS):
+            await self._ops.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(MAX_CONCURRENT_OPS):
+                self._ops.release()
+
+    async def _doomed(self, where: str) -> set[str]:
+        """Ids of the rows about to be deleted; their fragments (a row id's high 32 bits) are noted for `erase`."""
+        rows = await self._read(self.table.query().where(where).select(["id"]).with_row_id())
+        if self._erased is not None:  # None: every fragment is rewritten anyway
+            self._erased.update(int(r) >> 32 for r in rows.column("_rowid").to_pylist())
+        return set(rows.column("id").to_pylist())
 
     async def add(self, memories: list[Memory]) -> list[Memory]:
         """Insert in one commit; ids already present are skipped. Returns the rows actually inserted."""
@@ -159,7 +188,7 @@ class MemoryStore:
         if fresh:
             # Keyed like every other write, by (id, tenant, user_id): an id another user happens to
             # hold (an import, say) can neither block this insert nor touch that user's row.
-            result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_not_matched_insert_all().execute(self._arrow(fresh))
+            result = await self._write(self.table.merge_insert(["id", "tenant", "user_id"]).when_not_matched_insert_all().execute(self._arrow(fresh)))
             self._own(result.version)
             self.scopes.note((m.tenant, m.user_id) for m in fresh)
         return fresh
@@ -180,29 +209,39 @@ class MemoryStore:
         return found[0] if found else None
 
     async def update(self, tenant: str, user: str, id: str, **changes: Any) -> Memory | None:
+        """Set only the given fields, in one commit; returns the row as it is afterwards (None if absent).
+
+        Never a whole row from an earlier read: that would undo whatever committed in between
+        (a supersede, a use count), resurrecting a replaced memory."""
         unknown = set(changes) - set(COLUMNS) | ({"id", "tenant", "user_id"} & set(changes))
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        current = await self.get(tenant, user, id)
-        if current is None:
-            return None
-        for name, value in changes.items():
-            setattr(current, name, value)
-        # A whole-row upsert keeps the vector column simple and the change one commit.
-        result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(self._arrow([current]))
+        values = {name: ([float(x) for x in value] if name == "vector" else value) for name, value in changes.items()}
+        where = f"{scope(tenant, user)} AND id = {sql_literal(id)}"
+        result = await self._write(self.table.update(values, where=where))
         self._own(result.version)
-        return current
+        return await self.get(tenant, user, id) if result.rows_updated else None
 
     async def supersede(self, tenant: str, user: str, old_id: str, new_id: str) -> None:
-        result = await self.table.update({"superseded_by": new_id}, where=f"{scope(tenant, user)} AND id = {sql_literal(old_id)}")
+        result = await self._write(self.table.update({"superseded_by": new_id}, where=f"{scope(tenant, user)} AND id = {sql_literal(old_id)}"))
         self._own(result.version)
 
-    async def delete(self, tenant: str, user: str, ids: list[str]) -> int:
+    async def delete(self, tenant: str, user: str, ids: list[str], *, still: str | None = None) -> list[str]:
+        """Delete those of `ids` that (still) match the condition `still`; returns the ids deleted.
+
+        A remover that planned from an earlier read passes its reason as `still`, so a row that
+        changed since (pinned, used) is kept rather than deleted by id."""
         if not ids:
-            return 0
-        result = await self.table.delete(f"{scope(tenant, user)} AND {one_of('id', ids)}")
+            return []
+        where = f"{scope(tenant, user)} AND {one_of('id', ids)}" + (f" AND ({still})" if still else "")
+        present = await self._doomed(where)
+        if not present:
+            return []
+        result = await self._write(self.table.delete(where))
         self._own(result.version)
-        return int(result.num_deleted_rows)
+        # A row that stopped matching between the read and the delete is still there: not deleted.
+        kept = await self._read(self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', sorted(present))}").select(["id"]))
+        return sorted(present - set(kept.column("id").to_pylist()))
 
     async def active(self, tenant: str, user: str, agent: str | None = None) -> list[Memory]:
         """A user's memories that are not superseded, with vectors. With `agent`: user-wide ones plus that agent's."""
@@ -232,6 +271,10 @@ class MemoryStore:
         """Every row of one user, superseded ones too, oldest first (export and hygiene)."""
         columns = None if vectors else [c for c in COLUMNS if c != "vector"]
         return sorted(await self._query(scope(tenant, user), columns), key=lambda m: (m.created_at, m.id))
+
+    async def ids(self, tenant: str, user: str) -> set[str]:
+        """Ids of every row of one user, superseded ones too."""
+        return set((await self._read(self.table.query().where(scope(tenant, user)).select(["id"]))).column("id").to_pylist())
 
     async def _distinct(self, column: str, where: str | None = None) -> list[str]:
         q = self.table.query().select([column])
@@ -272,20 +315,56 @@ class MemoryStore:
                 "last_used_at": pa.array([usage[k][1] for k in keys], pa.float64()),
             }
         )
-        result = await self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(part)
+        # Only the two usage columns: a partial merge leaves every other field (superseded_by) as committed.
+        result = await self._write(self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(part))
         self._own(result.version)
 
     async def forget_user(self, tenant: str, user: str) -> int:
-        result = await self.table.delete(scope(tenant, user))
+        if not await self._doomed(scope(tenant, user)):
+            return 0
+        result = await self._write(self.table.delete(scope(tenant, user)))
         self._own(result.version)
         return int(result.num_deleted_rows)
+
+    async def erase(self) -> bool:
+        """Make removed rows leave the disk: rewrite the fragments that hold deleted rows (compaction
+        leaves a fragment with under 10% deleted as it is), rebuild the full-text index, then drop
+        every old version. False when nothing was removed since the last erase."""
+        fragments, self._erased = self._erased, set()
+        if fragments is not None and not fragments:
+            return False
+        before = await self.version()
+        try:
+            # Rewriting a fragment's live rows leaves it with none: LanceDB drops a fragment wholly deleted.
+            ranges = [None] if fragments is None else [f"_rowid >= {f << 32} AND _rowid < {(f + 1) << 32}" for f in sorted(fragments)]
+            for where in ranges:
+                await self._write(self.table.update(updates_sql={"id": "id"}, where=where))
+            await self._write(self.table.create_index("text", config=FTS(), replace=True))
+            # Compaction and index upkeep first, alongside other work (tens of seconds with a vector index
+            # over 100k rewritten rows); held exclusive, the second call only drops old versions.
+            await self._write(self.table.optimize())
+            async with self._exclusive():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # lancedb warns that older versions go: that is the point
+                    await self.table.optimize(cleanup_older_than=ERASE)
+        except BaseException:
+            self._erased = None if fragments is None or self._erased is None else self._erased | fragments  # retried next time
+            raise
+        finally:
+            await self._maintained(before)
+        return True
 
     async def optimize(self) -> None:
         """Compact fragments, fold new rows into the indexes, drop old versions; add the ANN index when due."""
         before = await self.version()
-        await self.ensure_indexes()
-        await self.table.optimize(cleanup_older_than=timedelta(minutes=10))
-        # Compaction and index commits change no memory: hot tiers need not reload for them.
+        try:
+            await self.ensure_indexes()
+            await self._write(self.table.optimize(cleanup_older_than=timedelta(minutes=10)))
+        finally:
+            await self._maintained(before)
+
+    async def _maintained(self, before: int) -> None:
+        # Compaction, rewrites and index commits change no memory: hot tiers need not reload for them.
         self.own_versions.update(range(before + 1, await self.version() + 1))
 
     async def aclose(self) -> None:

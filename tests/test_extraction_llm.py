@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-
 import httpx
-import pytest
 
 from .extraction_helpers import KEY, flush, history, memories, queue_state, say, system_text, texts
 from .fake_upstream import FakeUpstream
@@ -112,21 +109,48 @@ def test_the_llm_judge_settles_a_change_the_text_rules_cannot(start_gateway, ups
     assert [c["action"] for c in changes] == ["add", "supersede"] and changes[1]["new_text"] == "The user is vegan"
 
 
-def test_forgetting_a_user_mid_extraction_waits_for_the_batch_and_deletes_what_it_wrote(start_gateway, upstream: FakeUpstream) -> None:
+def test_forgetting_a_user_mid_extraction_answers_at_once_and_the_batch_writes_nothing_back(start_gateway, upstream: FakeUpstream) -> None:
+    """However long the running batch takes (held here until after the forget), forget answers at
+    once and the batch's late writes are dropped; the user's later exchanges are learned normally."""
     gw = start_gateway(tenant_mode="none", extractor="llm")
     calls = upstream.extraction_calls
     upstream.hold_extractions.clear()  # the batch will sit in its extraction call until released
     try:
         say(gw, "uma", "I live in Utrecht.")
         assert upstream.wait_for(lambda: upstream.extraction_calls > calls, timeout=15)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool, gw.admin() as admin:
-            forget = pool.submit(admin.delete, "/tenants/default/users/uma")
-            with pytest.raises(concurrent.futures.TimeoutError):
-                forget.result(timeout=0.5)  # still waiting for the running batch
-            upstream.hold_extractions.set()
-            response = forget.result(timeout=30)
+        with gw.admin() as admin:
+            response = admin.delete("/tenants/default/users/uma", timeout=10)  # the batch is still held
     finally:
         upstream.hold_extractions.set()
-    assert response.status_code == 200 and response.json()["deleted"]["memories"] == 1  # the batch's memory, written then deleted
-    flush(gw)
+    assert response.status_code == 200 and response.json()["deleted"] == {"memories": 0, "history": 0, "jobs": 0}
+    flush(gw)  # the batch ends: its memory is dropped, not written
     assert memories(gw, "uma") == [] and queue_state(gw)["depth"] == 0
+    with gw.admin() as admin:
+        assert "uma" not in admin.get("/tenants/default/users").json().get("users", [])
+    say(gw, "uma", "I live in Zwolle.")  # active again after the forget: learned as usual
+    flush(gw)
+    assert texts(gw, "uma") == ["The user live in Zwolle"]
+
+
+def test_a_job_running_at_the_forget_and_replayed_after_a_crash_writes_nothing(start_gateway, upstream: FakeUpstream, tmp_path) -> None:
+    """The tombstone is durable: the job a kill -9 left `running` is recovered on restart and dropped
+    without its words going to the extractor again."""
+    data = tmp_path / "forget-crash"
+    gw = start_gateway(data_dir=data, tenant_mode="none", extractor="llm", extraction_api_key="sk-config")
+    calls = upstream.extraction_calls
+    upstream.hold_extractions.clear()
+    try:
+        say(gw, "vic", "I live in Valletta.")
+        assert upstream.wait_for(lambda: upstream.extraction_calls > calls, timeout=15)
+        with gw.admin() as admin:
+            assert admin.delete("/tenants/default/users/vic", timeout=10).status_code == 200
+        gw.kill()  # the job is still `running` in SQLite
+    finally:
+        upstream.hold_extractions.set()
+    calls = upstream.extraction_calls
+    gw = start_gateway(data_dir=data, tenant_mode="none", extractor="llm", extraction_api_key="sk-config")
+    assert flush(gw)["recovered_on_start"] == 1  # recovered ...
+    assert upstream.extraction_calls == calls and memories(gw, "vic") == []  # ... and done with nothing sent or written
+    say(gw, "vic", "I live in Gozo.")
+    flush(gw)
+    assert texts(gw, "vic") == ["The user live in Gozo"]

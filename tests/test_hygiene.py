@@ -1,6 +1,7 @@
 """Memory hygiene through HTTP: the per-user cap evicts the least useful (never pinned), TTL and
-unused expiry follow tenant/user rules, removals are in the history and metrics, and recall stops
-injecting what was removed. Old memories are seeded by importing JSONL with old timestamps."""
+unused expiry follow tenant/user rules, removals are in the history and metrics, recall stops
+injecting what was removed, and a pass leaves no removed or forgotten text in any file of the data
+dir. Old memories are seeded by importing JSONL with old timestamps."""
 
 from __future__ import annotations
 
@@ -142,6 +143,70 @@ def test_hygiene_runs_by_itself_every_interval(start_gateway, tmp_path: Path) ->
             time.sleep(0.1)
         assert texts(admin, "auto-t", "u1") == {"I ski"}
     assert gw.metric("memgate_hygiene_removed_total", reason="cap") == 1
+
+
+def files_holding(root: Path, words: list[str]) -> dict[str, list[str]]:
+    """Each word (any case, so the full-text index's lowercased tokens count) -> files under `root` whose raw bytes hold it."""
+    found: dict[str, list[str]] = {word: [] for word in words}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        raw = path.read_bytes().lower()
+        for word in words:
+            if word.lower().encode() in raw:
+                found[word].append(str(path.relative_to(root)))
+    return found
+
+
+def test_forgotten_expired_and_evicted_text_is_gone_from_every_file_of_the_data_dir_after_a_pass(gw: Gateway, admin: httpx.Client, upstream: FakeUpstream) -> None:
+    run(admin)  # a first pass after start rewrites every fragment; this test is about the ones after it
+    seed(admin, TTL_TENANT, "vera", [
+        {"id": "wipe-ttl", "text": "I rowed across Lake Wakatipuq", "age_days": 45},
+        {"id": "wipe-kept", "text": "I sail on Lake Ulvikqa", "age_days": 1},
+    ])
+    seed(admin, "wipe-t", "u2", [{"id": f"wipe-cap-{i}", "text": f"I read book number {i}", "use_count": 5, "last_used_at": time.time()} for i in range(CAP)]
+         + [{"id": "wipe-cap-doomed", "text": "I once owned a ferret named Quozzlebert", "confidence": 0.1, "age_days": 300}])
+    # Forgotten: learned through the proxy (so the text also passed through the queue) and edited by an admin.
+    chat(gw, KEY, "fay", [{"role": "user", "content": "I live in Zanthorpe."}]).raise_for_status()
+    assert admin.post("/queue/flush").json()["done"] is True
+    [learned] = admin.get(f"/tenants/{TTL_TENANT}/users/fay/memories").json()["memories"]
+    assert "Zanthorpe" in learned["text"]
+    admin.patch(f"/tenants/{TTL_TENANT}/users/fay/memories/{learned['id']}", json={"text": "Lives in Zanthorpe near Yarrowmeq"}).raise_for_status()
+    gone = ["Wakatipuq", "Quozzlebert", "Zanthorpe", "Yarrowmeq"]
+    before = files_holding(gw.data_dir, gone + ["Ulvikqa"])
+    assert all(before.values()), before  # the grep sees text where it is
+
+    assert admin.delete(f"/tenants/{TTL_TENANT}/users/fay").status_code == 200
+    response = admin.post("/hygiene/run")
+    assert response.status_code == 200 and response.json()["removed"]["ttl"] == 1 and response.json()["removed"]["cap"] == 1
+    assert response.json()["erased"] is True
+    after = files_holding(gw.data_dir, gone + ["Ulvikqa"])
+    assert {word: after[word] for word in gone} == {word: [] for word in gone}
+    assert after["Ulvikqa"]  # what was kept is still there
+    assert texts(admin, TTL_TENANT, "vera") == {"I sail on Lake Ulvikqa"}
+    changes = admin.get(f"/tenants/{TTL_TENANT}/users/vera/memories/wipe-ttl/history").json()["history"]
+    assert [(c["action"], c["old_text"], c["new_text"]) for c in changes] == [("add", None, None), ("expire", None, None)]  # when and why, no text
+
+
+def test_a_pass_redacts_the_history_of_memories_another_replica_removed(start_gateway, tmp_path: Path) -> None:
+    """History is per replica: replica A's pass redacts what A recorded of a memory replica B deleted."""
+    shared = str(tmp_path / "shared-lancedb")
+    a = start_gateway(data_dir=tmp_path / "a", store_uri=shared, hygiene_interval=0)
+    b = start_gateway(data_dir=tmp_path / "b", store_uri=shared, hygiene_interval=0)
+    with a.admin() as admin_a, b.admin() as admin_b:
+        created = admin_a.post("/tenants/rep-t/users/u1/memories", json={"text": "I grow Plumquatch tomatoes"}).json()
+        path = f"/tenants/rep-t/users/u1/memories/{created['id']}"
+        deadline = time.monotonic() + 20
+        while admin_b.delete(path).status_code == 404 and time.monotonic() < deadline:  # until B's reads see A's commit
+            time.sleep(0.05)
+        assert admin_b.post("/hygiene/run").json()["erased"] is True
+        redacted = [("add", None, None)]
+        while time.monotonic() < deadline:  # until A's reads see B's delete
+            assert admin_a.post("/hygiene/run").status_code == 200
+            changes = [(h["action"], h["old_text"], h["new_text"]) for h in admin_a.get(path + "/history").json()["history"]]
+            if changes == redacted:
+                break
+            time.sleep(0.05)
+        assert changes == redacted
+    assert files_holding(tmp_path, ["Plumquatch"]) == {"Plumquatch": []}  # both replicas' SQLite files and the shared store
 
 
 def test_hygiene_run_needs_the_admin_token(gw: Gateway) -> None:

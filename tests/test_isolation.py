@@ -254,7 +254,7 @@ def test_store_reads_and_deletes_stay_in_scope_for_any_id(tmp_path_factory: pyte
             others = [m for s, m in rows.items() if s != scope]
             for other in others:
                 assert await store.get(scope[0], scope[1], other.id) is None
-            assert await store.delete(scope[0], scope[1], [o.id for o in others]) == 0
+            assert await store.delete(scope[0], scope[1], [o.id for o in others]) == []
             expected_users = sorted({s[1] for s in rows if s[0] == scope[0]})
             assert await store.users(scope[0]) == expected_users
         victim = scopes[0]

@@ -1,4 +1,5 @@
-"""The store on a real LanceDB table in a temp dir: scoping, escaping, idempotent adds, dimension safety."""
+"""The store on a real LanceDB table in a temp dir: scoping, escaping, idempotent adds, dimension safety,
+and writes that never undo one another (two stores on one table stand for two replicas)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.hygiene import plan, still
 from gateway.records import Memory, StoreMismatch
+from gateway.rules import RuleSettings
 from gateway.store import MemoryStore
 
 HOSTILE = "x' OR '1'='1"
@@ -58,7 +61,7 @@ def test_reads_never_cross_users_or_tenants(tmp_path: Path) -> None:
         mine = memory("t1", "u", "mine")
         await store.add([mine, memory("t1", "v", "other user"), memory("t2", "u", "other tenant")])
         assert await store.get("t1", "v", mine.id) is None and await store.get("t2", "u", mine.id) is None
-        assert await store.delete("t2", "u", [mine.id]) == 0
+        assert await store.delete("t2", "u", [mine.id]) == []
         assert await store.update("t1", "v", mine.id, text="stolen") is None
         assert (await store.get("t1", "u", mine.id)).text == "mine"
         await store.aclose()
@@ -115,5 +118,53 @@ def test_the_scope_directory_never_calls_a_user_with_rows_empty(tmp_path: Path) 
         assert [m.text for m in await second.active("t", "stranger")] == ["written by the other replica"]
         await first.aclose()
         await second.aclose()
+
+    run(scenario())
+
+
+def test_an_update_or_usage_fold_from_an_earlier_read_never_undoes_a_supersede(tmp_path: Path) -> None:
+    """Replica A reads a memory (as an admin PATCH or a usage fold does), replica B supersedes it,
+    then A writes: the memory stays superseded (a whole-row write from A's read used to resurrect it)."""
+
+    async def scenario() -> None:
+        uri = str(tmp_path / "db")
+        a = await MemoryStore.open(uri, "test", 8)
+        old = memory("t", "u", "User lives in Lima")
+        await a.add([old])
+        b = await MemoryStore.open(uri, "test", 8)
+        assert (await a.get("t", "u", old.id)).superseded_by is None  # A's read, before B's commit
+        await b.supersede("t", "u", old.id, "successor")
+        updated = await a.update("t", "u", old.id, pinned=True, confidence=0.5)
+        assert updated is not None and (updated.pinned, updated.confidence, updated.superseded_by) == (True, 0.5, "successor")
+        await a.fold_usage({("t", "u", old.id): (3, 1234.5)})
+        fresh = await MemoryStore.open(uri, "test", 8)
+        row = await fresh.get("t", "u", old.id)
+        assert (row.superseded_by, row.pinned, row.use_count, row.last_used_at, row.text) == ("successor", True, 3, 1234.5, "User lives in Lima")
+        assert [m.id for m in await fresh.active("t", "u")] == []
+        for store in (a, b, fresh):
+            await store.aclose()
+
+    run(scenario())
+
+
+def test_hygiene_never_deletes_a_memory_pinned_after_it_planned(tmp_path: Path) -> None:
+    """The pass plans from a read; a pin committed before its delete keeps the memory."""
+
+    async def scenario() -> None:
+        uri = str(tmp_path / "db")
+        hygiene = await MemoryStore.open(uri, "test", 8)
+        rows = [memory("t", "u", f"fact number {i}") for i in range(4)]
+        await hygiene.add(rows)
+        rule = RuleSettings(max_memories=2)
+        doomed = plan(await hygiene.rows("t", "u"), rule, 0, 10.0)["cap"]
+        assert len(doomed) == 2
+        admin = await MemoryStore.open(uri, "test", 8)
+        await admin.update("t", "u", doomed[0].id, pinned=True)
+        deleted = await hygiene.delete("t", "u", [m.id for m in doomed], still=still("cap", rule, 10.0))
+        assert deleted == [doomed[1].id]
+        assert (await hygiene.get("t", "u", doomed[0].id)).pinned is True
+        assert await hygiene.count("t", "u") == 3
+        for store in (hygiene, admin):
+            await store.aclose()
 
     run(scenario())
