@@ -17,7 +17,8 @@ _URL_CREDENTIALS = re.compile(r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://)[^/?
 # `token=...`, `"password": "..."`: only with `=` or `:`, so prose such as "token compare failed" stays readable.
 _NAMED_SECRET = re.compile(r"(?i)((?:token|password|passwd|secret)[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;]{4,}")
 # Extra fields (and nested keys) whose value is a secret whatever it looks like: `admin_token`, `api_key`...
-_SECRET_NAME = re.compile(r"(?i)(?:.*[_\-])?(?:api[_\-]?key|token|password|passwd|secret|authorization|credentials?)")
+# Anchored at the end and searched, not `.*`-prefixed and fullmatched: linear in the name's length.
+_SECRET_NAME = re.compile(r"(?i)(?:^|[_\-])(?:api[_\-]?key|token|password|passwd|secret|authorization|credentials?)\Z")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}  # uvicorn adds color_message
 
 
@@ -30,7 +31,7 @@ def scrub(text: str) -> str:
 
 def scrub_field(name: str, value: Any) -> Any:
     """An extra field's value with secrets masked; containers are walked, other objects become scrubbed text."""
-    if _SECRET_NAME.fullmatch(name) and value not in (None, ""):
+    if _SECRET_NAME.search(name) and value not in (None, ""):
         return "***"
     if isinstance(value, str):
         return scrub(value)
