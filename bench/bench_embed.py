@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.embed import Embedder, LocalEmbedder, make_embedder, prepare_local_model  # noqa: E402
+from gateway.memory.embed import Embedder, LocalEmbedder, make_embedder, prepare_local_model  # noqa: E402
 
 WORDS = (
     "I prefer use like my our the a Terraform Kubernetes Python Rust Berlin cat dog Felix sister "
@@ -37,7 +37,7 @@ def queries(n: int, seed: int) -> list[str]:
 def load_seconds(kind: str, cache_dir: Path) -> float:
     """Cold start in a fresh interpreter, imports included, as the gateway would pay it."""
     code = (
-        "import time, pathlib; t = time.perf_counter(); from gateway.embed import make_embedder; "
+        "import time, pathlib; t = time.perf_counter(); from gateway.memory.embed import make_embedder; "
         f"make_embedder({kind!r}, cache_dir=pathlib.Path({str(cache_dir)!r})); print(time.perf_counter() - t)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -58,9 +58,9 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
     workers running, then a queue with 2 workers reopens the file and is timed until flush returns."""
     from gateway.config import Settings
     from gateway.exchange import ChatContext, Reply
-    from gateway.extraction import Extraction
+    from gateway.extraction.service import Extraction
     from gateway.identity import Identity
-    from gateway.memory import MemoryService
+    from gateway.memory.service import MemoryService
     from gateway.metrics import Metrics
     from gateway.rules import RuleSettings
     from gateway.upstream import Upstream
@@ -98,12 +98,12 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
 def enqueue_cost(samples: int) -> tuple[float, float]:
     """JobQueue.enqueue alone (one INSERT in autocommit on a WAL file, on the loop), no workers."""
     from gateway.config import Settings
-    from gateway.db import open_db, open_request_writer
+    from gateway.sqlite import open_db, open_request_writer
     from gateway.exchange import ChatContext, Reply
     from gateway.identity import Identity
-    from gateway.jobs import JobBounds
+    from gateway.extraction.jobs import JobBounds
     from gateway.metrics import Metrics
-    from gateway.queue import JobQueue
+    from gateway.extraction.queue import JobQueue
     from gateway.rules import RuleSettings
 
     async def run() -> list[float]:

@@ -32,15 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import load_settings  # noqa: E402
-from gateway.embed import make_embedder  # noqa: E402
+from gateway.memory.embed import make_embedder  # noqa: E402
 from gateway.exchange import ChatContext  # noqa: E402
 from gateway.identity import Identity, key_fingerprint  # noqa: E402
-from gateway.memory import MemoryLayer, MemoryService  # noqa: E402
+from gateway.memory.service import MemoryLayer, MemoryService  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.rules import RuleSettings  # noqa: E402
-from gateway.records import Memory  # noqa: E402
-from gateway.store import MemoryStore  # noqa: E402
-from gateway import tokens  # noqa: E402
+from gateway.memory.records import Memory  # noqa: E402
+from gateway.memory.store import MemoryStore  # noqa: E402
+from gateway.memory import tokens  # noqa: E402
 from tests.harness import Gateway  # noqa: E402
 
 MODEL_CACHE = load_settings().model_cache_dir  # the gateway's default, so it is distilled once

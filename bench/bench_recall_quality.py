@@ -2,7 +2,7 @@
 
     python bench/bench_recall_quality.py [--embedder local|minilm] [--model-cache DIR]
 
-Runs the gateway's own ranking code (gateway/hot.py + gateway/recall.py) over each user's turns. The
+Runs the gateway's own ranking code (gateway/memory/hot.py + gateway/memory/recall.py) over each user's turns. The
 fusion weight is tuned on the dev half of the users (even indices) and reported on both halves, so the
 test-half numbers are not fitted to.
 """
@@ -21,10 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config import load_settings  # noqa: E402
-from gateway.embed import make_embedder  # noqa: E402
-from gateway.hot import UserMemories  # noqa: E402
-from gateway.recall import DENSE_WEIGHT, Query, rank  # noqa: E402
-from gateway.records import Memory  # noqa: E402
+from gateway.memory.embed import make_embedder  # noqa: E402
+from gateway.memory.hot import UserMemories  # noqa: E402
+from gateway.memory.recall import DENSE_WEIGHT, Query, rank  # noqa: E402
+from gateway.memory.records import Memory  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "recall_dataset.json"
 DAY = 86400.0

@@ -15,18 +15,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .admin import admin_routes
-from .admin_data import admin_data_routes
-from .config import Settings
-from .errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
-from .extraction import Extraction
-from .hygiene import Hygiene
-from .inflight import InFlight
-from .memory import MemoryLayer, MemoryService
-from .metrics import Metrics
-from .proxy import Proxy
-from .rules_live import LiveRules
-from .upstream import Upstream
+from gateway.admin.memories import admin_routes
+from gateway.admin.transfer import admin_data_routes
+from gateway.config import Settings
+from gateway.errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
+from gateway.extraction.service import Extraction
+from gateway.memory.hygiene import Hygiene
+from gateway.inflight import InFlight
+from gateway.memory.service import MemoryLayer, MemoryService
+from gateway.metrics import Metrics
+from gateway.proxy import Proxy
+from gateway.rules_watcher import LiveRules
+from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.app")
 

@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 
-from .errors import BadRequest, ClientBodyTimeout, GatewayError, PayloadTooLarge
+from gateway.errors import BadRequest, ClientBodyTimeout, GatewayError, PayloadTooLarge
 
 
 class ClientBody:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .identity import Identity
-from .rules import RuleSettings
+from gateway.identity import Identity
+from gateway.rules import RuleSettings
 
 MODES = ("off", "read", "write", "read-write")
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import BadRequest
+from gateway.errors import BadRequest
 
 # Ids travel into store filters, file names of exports and log lines: keep them to a safe alphabet.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")

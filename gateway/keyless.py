@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from .identity import NO_KEY
-from .metrics import Metrics
+from gateway.identity import NO_KEY
+from gateway.metrics import Metrics
 
 log = logging.getLogger("memgate.identity")
 

@@ -14,17 +14,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .client_body import ClientBody, read_body
-from .config import Settings
-from .errors import BadRequest, GatewayError
-from .exchange import ChatContext, MemoryLayer, memory_modes
-from .identity import bearer_token, identify
-from .keyless import KeylessCallers
-from .metrics import Metrics
-from .rules import RequestFacts
-from .rules_live import LiveRules
-from .sse import StreamCapture, reply_from_json
-from .upstream import Upstream, as_gateway_error, failure_reason, forwardable, response_headers
+from gateway.client_body import ClientBody, read_body
+from gateway.config import Settings
+from gateway.errors import BadRequest, GatewayError
+from gateway.exchange import ChatContext, MemoryLayer, memory_modes
+from gateway.identity import bearer_token, identify
+from gateway.keyless import KeylessCallers
+from gateway.metrics import Metrics
+from gateway.rules import RequestFacts
+from gateway.rules_watcher import LiveRules
+from gateway.replies import StreamCapture, reply_from_json
+from gateway.upstream import Upstream, as_gateway_error, failure_reason, forwardable, response_headers
 
 log = logging.getLogger("memgate.proxy")
 

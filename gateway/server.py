@@ -12,9 +12,9 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .app import build_app
-from .config import Settings
-from .logs import configure_logging
+from gateway.app import build_app
+from gateway.config import Settings
+from gateway.logs import configure_logging
 
 
 class OpenAIShapedBadRequest:

@@ -11,8 +11,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from .config import Settings
-from .errors import GatewayError, Unavailable, UpstreamTimeout, UpstreamUnreachable
+from gateway.config import Settings
+from gateway.errors import GatewayError, Unavailable, UpstreamTimeout, UpstreamUnreachable
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the HTTP stack recomputes itself.
 HOP_BY_HOP = frozenset(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import build_parser, main
+from gateway.cli.main import build_parser, main
 from gateway.config import OPTIONS
 
 from .harness import ROOT
@@ -27,7 +27,7 @@ def memgate(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> 
 
 def command_paths() -> list[list[str]]:
     """Every command and sub-command the real entry point registers (main() adds the admin twins)."""
-    from gateway import cli_admin
+    from gateway.cli import admin as cli_admin
 
     def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
         out = []

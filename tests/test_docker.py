@@ -165,7 +165,7 @@ def run_check(cache: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_install_check_passes_with_the_prepared_model() -> None:
-    from gateway.embed import prepare_local_model
+    from gateway.memory.embed import prepare_local_model
 
     cache = load_settings(env=os.environ).model_cache_dir
     prepare_local_model(cache)  # what `memgate prepare-model` (and .ci/run) does; instant when present

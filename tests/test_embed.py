@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.embed import Embedder, LocalEmbedder, make_embedder, prepare_local_model
+from gateway.memory.embed import Embedder, LocalEmbedder, make_embedder, prepare_local_model
 from gateway.errors import UpstreamUnreachable
 
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.inject import render_line
-from gateway.records import Memory
-from gateway.store import MemoryStore
+from gateway.memory.inject import render_line
+from gateway.memory.records import Memory
+from gateway.memory.store import MemoryStore
 
 from .extraction_helpers import KEY, system_text
 from .fake_upstream import FakeUpstream

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.identity import identify
-from gateway.records import Memory
-from gateway.store import MemoryStore
+from gateway.memory.records import Memory
+from gateway.memory.store import MemoryStore
 
 from .fake_upstream import FakeUpstream
 from .harness import Gateway

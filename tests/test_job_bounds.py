@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from gateway.exchange import Reply
-from gateway.jobs import JobBounds, job_messages
+from gateway.extraction.jobs import JobBounds, job_messages
 
 from .extraction_helpers import KEY, flush, queue_state, say, texts
 from .fake_upstream import FakeUpstream

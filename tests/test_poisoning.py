@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway.linebreaks import LINE_BREAKS
+from gateway.memory.linebreaks import LINE_BREAKS
 
 from .extraction_helpers import KEY as EXTRACTION_KEY
 from .extraction_helpers import TENANT, flush, memories, say

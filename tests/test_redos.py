@@ -23,10 +23,10 @@ import pytest
 
 import gateway
 from gateway import inject, keywords, slots, tokens
-from gateway.extract import Message, looks_like_instruction
-from gateway.extract_heuristic import extract_statements
-from gateway.jobs import MAX_TEXT
-from gateway.recall import query_text
+from gateway.extraction.base import Message, looks_like_instruction
+from gateway.extraction.heuristic import extract_statements
+from gateway.extraction.jobs import MAX_TEXT
+from gateway.memory.recall import query_text
 
 from .extraction_helpers import flush, memories
 from .fake_upstream import set_event

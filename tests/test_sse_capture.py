@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from gateway.sse import StreamCapture
+from gateway.replies import StreamCapture
 
 
 def event(delta: dict) -> bytes:

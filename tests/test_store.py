@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.hygiene import plan, still
-from gateway.records import Memory, StoreMismatch
+from gateway.memory.hygiene import plan, still
+from gateway.memory.records import Memory, StoreMismatch
 from gateway.rules import RuleSettings
-from gateway.store import MemoryStore
+from gateway.memory.store import MemoryStore
 
 HOSTILE = "x' OR '1'='1"
 

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from .linebreaks import LINE_BREAK_CLASS
-from .rules import MEMORY_KINDS
+from gateway.memory.linebreaks import LINE_BREAK_CLASS
+from gateway.rules import MEMORY_KINDS
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .exchange import well_formed
-from .hot import CORE_KINDS, UserMemories
-from .keywords import terms
-from .records import Memory
+from gateway.exchange import well_formed
+from gateway.memory.hot import CORE_KINDS, UserMemories
+from gateway.memory.keywords import terms
+from gateway.memory.records import Memory
 
 # Fusion weights, tuned on the dev half of bench/data (bench/bench_recall_quality.py prints both halves).
 DENSE_WEIGHT = 0.5

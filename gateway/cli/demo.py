@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .app import build_app
-from .config import Settings
-from .inject import TEMPLATES, quoted
+from gateway.app import build_app
+from gateway.config import Settings
+from gateway.memory.inject import TEMPLATES, quoted
 
 SCRIPT = {
     "alice": [

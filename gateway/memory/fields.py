@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import GatewayError
-from .identity import validate_id
-from .records import KINDS
+from gateway.errors import GatewayError
+from gateway.identity import validate_id
+from gateway.memory.records import KINDS
 
 MAX_TEXT_CHARS = 4000
 MAX_COUNT = 2**63 - 1  # use_count is an int64 column

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Callable, Sequence
 
-from .config import OPTIONS, ConfigError, Settings, load_settings
-from .rules import RequestFacts, RulesError, load_rules
+from gateway.config import OPTIONS, ConfigError, Settings, load_settings
+from gateway.rules import RequestFacts, RulesError, load_rules
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -29,7 +29,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from gateway.server import serve
 
     serve(settings_from(args))
     return 0
@@ -62,14 +62,14 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
-    from .embed import prepare_local_model
+    from gateway.memory.embed import prepare_local_model
 
     print(prepare_local_model(settings_from(args).model_cache_dir))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import main as demo_main
+    from gateway.cli.demo import main as demo_main
 
     return demo_main()
 
@@ -109,7 +109,7 @@ def build_parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]] =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import cli_admin
+    from gateway.cli import admin as cli_admin
 
     parser = build_parser([cli_admin.register])
     args = parser.parse_args(argv)

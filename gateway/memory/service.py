@@ -12,18 +12,18 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import tokens
-from .config import Settings
-from .exchange import ChatContext, Reply
-from .extract import looks_like_instruction  # the one shared detector (extraction and admin writes)
-from .hot import HotTier
-from .inject import appends_to_text, pack, with_block
-from .metrics import Metrics
-from .recall import Query, core_profile, query_text, rank
-from .records import KINDS, Memory
-from .store import MemoryStore
-from .tombstones import Tombstones
-from .userlocks import Key, UserLocks
+from gateway.memory import tokens
+from gateway.config import Settings
+from gateway.exchange import ChatContext, Reply
+from gateway.extraction.base import looks_like_instruction  # the one shared detector (extraction and admin writes)
+from gateway.memory.hot import HotTier
+from gateway.memory.inject import appends_to_text, pack, with_block
+from gateway.metrics import Metrics
+from gateway.memory.recall import Query, core_profile, query_text, rank
+from gateway.memory.records import KINDS, Memory
+from gateway.memory.store import MemoryStore
+from gateway.memory.tombstones import Tombstones
+from gateway.memory.userlocks import Key, UserLocks
 
 log = logging.getLogger("memgate.memory")
 
@@ -88,7 +88,7 @@ class MemoryService:
     @classmethod
     async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None) -> MemoryService:
         """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork."""
-        from .embed import make_embedder
+        from gateway.memory.embed import make_embedder
 
         embedder = await asyncio.to_thread(
             make_embedder, settings.embedder, cache_dir=settings.model_cache_dir, http_client=http_client, upstream_base=settings.upstream_base,

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 
 import httpx
 
-from .extract import Candidate, ExtractionError, Message, clean_candidate
-from .rules import MEMORY_KINDS
-from .upstream import Upstream
+from gateway.extraction.base import Candidate, ExtractionError, Message, clean_candidate
+from gateway.rules import MEMORY_KINDS
+from gateway.upstream import Upstream
 
 SYSTEM_PROMPT = """You extract long-term memories about the user from a conversation excerpt.
 Output short, self-contained, third-person statements about the user (for example "User prefers Terraform over CloudFormation", "User's timezone is PST"), each with a kind and a confidence between 0 and 1.

@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .admin import admin_route, opened
-from .errors import BadRequest, PayloadTooLarge
-from .identity import validate_id
-from .memory import MemoryService
-from .memory_fields import confidence_of, count_of, field_of, free_text_of, id_of, memory_kind, memory_text, timestamp_of
-from .metrics import Metrics
-from .records import Memory
+from gateway.admin.memories import admin_route, opened
+from gateway.errors import BadRequest, PayloadTooLarge
+from gateway.identity import validate_id
+from gateway.memory.service import MemoryService
+from gateway.memory.fields import confidence_of, count_of, field_of, free_text_of, id_of, memory_kind, memory_text, timestamp_of
+from gateway.metrics import Metrics
+from gateway.memory.records import Memory
 
 IMPORT_BATCH = 256  # memories embedded and committed together
 MAX_REPORTED_ERRORS = 1000

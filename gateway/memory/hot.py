@@ -10,11 +10,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .keywords import KeywordIndex
-from .metrics import Metrics
-from .records import Memory
-from .scopes import REVALIDATE_SECONDS
-from .store import MemoryStore
+from gateway.memory.keywords import KeywordIndex
+from gateway.metrics import Metrics
+from gateway.memory.records import Memory
+from gateway.memory.scopes import REVALIDATE_SECONDS
+from gateway.memory.store import MemoryStore
 
 CORE_KINDS = ("preference",)  # standing preferences join pinned memories in the core profile
 

@@ -9,17 +9,17 @@ from typing import Any, Callable
 import aiosqlite
 from starlette.routing import Route
 
-from .config import Settings
-from .db import instance_id, open_db, open_request_writer
-from .errors import Unavailable
-from .exchange import ChatContext, Reply
-from .history import History
-from .jobs import JobBounds
-from .learn import Learner
-from .metrics import Metrics
-from .queue import JobQueue
-from .reconcile import Reconciler
-from .upstream import Upstream
+from gateway.config import Settings
+from gateway.sqlite import instance_id, open_db, open_request_writer
+from gateway.errors import Unavailable
+from gateway.exchange import ChatContext, Reply
+from gateway.memory.history import History
+from gateway.extraction.jobs import JobBounds
+from gateway.extraction.learner import Learner
+from gateway.metrics import Metrics
+from gateway.extraction.queue import JobQueue
+from gateway.extraction.reconcile import Reconciler
+from gateway.upstream import Upstream
 
 
 class Extraction:
@@ -60,7 +60,7 @@ class Extraction:
 
     def routes(self, memory: Callable[[], Any]) -> list[Route]:
         """Admin routes (queue state, flush, memory history); `memory` returns the MemoryService once open."""
-        from .admin_queue import admin_queue_routes
+        from gateway.admin.operations import admin_queue_routes
 
         return admin_queue_routes(self.settings.admin_token, self.metrics, self, memory)
 

@@ -30,11 +30,11 @@ import math
 import time
 from typing import Any, Callable
 
-from .config import Settings
-from .memory import MemoryService
-from .metrics import HYGIENE_REASONS, Metrics
-from .rules import Match, RequestFacts, RuleSet, RuleSettings
-from .records import Memory
+from gateway.config import Settings
+from gateway.memory.service import MemoryService
+from gateway.metrics import HYGIENE_REASONS, Metrics
+from gateway.rules import Match, RequestFacts, RuleSet, RuleSettings
+from gateway.memory.records import Memory
 
 log = logging.getLogger("memgate.hygiene")
 

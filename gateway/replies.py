@@ -6,7 +6,7 @@ import json
 import zlib
 from typing import Any
 
-from .exchange import Reply
+from gateway.exchange import Reply
 
 
 class StreamCapture:

@@ -8,8 +8,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exchange import ChatContext, Reply, well_formed
-from .extract import Message
+from gateway.exchange import ChatContext, Reply, well_formed
+from gateway.extraction.base import Message
 
 MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
 INSERT_JOB = ("INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"

@@ -9,8 +9,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from .metrics import Metrics
-from .rules import RuleSet, RulesError, load_rules, rules_fingerprint
+from gateway.metrics import Metrics
+from gateway.rules import RuleSet, RulesError, load_rules, rules_fingerprint
 
 log = logging.getLogger("memgate.rules")
 

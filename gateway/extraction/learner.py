@@ -6,13 +6,13 @@ import asyncio
 import logging
 from typing import Sequence
 
-from .config import Settings
-from .extract import Extractor, Message
-from .extract_heuristic import HeuristicExtractor
-from .extract_llm import LLMExtractor
-from .jobs import Job
-from .reconcile import Group, Reconciler, Sourced
-from .upstream import Upstream
+from gateway.config import Settings
+from gateway.extraction.base import Extractor, Message
+from gateway.extraction.heuristic import HeuristicExtractor
+from gateway.extraction.llm import LLMExtractor
+from gateway.extraction.jobs import Job
+from gateway.extraction.reconcile import Group, Reconciler, Sourced
+from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
 

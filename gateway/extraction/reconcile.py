@@ -19,9 +19,9 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 
-from .extract import Candidate, ExtractionError
-from .slots import adds_nothing, conflicts, normalised
-from .records import Memory
+from gateway.extraction.base import Candidate, ExtractionError
+from gateway.extraction.statements import adds_nothing, conflicts, normalised
+from gateway.memory.records import Memory
 
 log = logging.getLogger("memgate.reconcile")
 
@@ -73,7 +73,7 @@ class Plan:
 
 class Reconciler:
     def __init__(self, memory: Any, instance: str) -> None:
-        self.memory = memory  # MemoryService (gateway/memory.py)
+        self.memory = memory  # MemoryService (gateway/memory/service.py)
         self.instance = instance
 
     async def unforgotten(self, batches: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:

@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .admin import admin_route, memory_id_of, memory_not_found, opened, scope_of
-from .errors import BadRequest
-from .metrics import Metrics
+from gateway.admin.memories import admin_route, memory_id_of, memory_not_found, opened, scope_of
+from gateway.errors import BadRequest
+from gateway.metrics import Metrics
 
 MAX_FLUSH_SECONDS = 600.0
 

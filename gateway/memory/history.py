@@ -11,13 +11,13 @@ from typing import Sequence
 
 import aiosqlite
 
-from .db import truncate_wal, write
+from gateway.sqlite import truncate_wal, write
 
 ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")
 
 
 class History:
-    """Rows in the SQLite `history` table (schema in gateway/db.py). Every call is one statement."""
+    """Rows in the SQLite `history` table (schema in gateway/sqlite.py). Every call is one statement."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db

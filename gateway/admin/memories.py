@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
-from .identity import bearer_token, validate_id
-from .memory import MemoryService, new_id
-from .memory_fields import MAX_TEXT_CHARS, FieldError, confidence_of, field_of, memory_kind, memory_text, unicode_text
-from .metrics import Metrics
-from .proxy import read_body
-from .records import Memory
+from gateway.errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
+from gateway.identity import bearer_token, validate_id
+from gateway.memory.service import MemoryService, new_id
+from gateway.memory.fields import MAX_TEXT_CHARS, FieldError, confidence_of, field_of, memory_kind, memory_text, unicode_text
+from gateway.metrics import Metrics
+from gateway.proxy import read_body
+from gateway.memory.records import Memory
 
 PREFIX = "/admin/v1"
 MAX_LIMIT = 500

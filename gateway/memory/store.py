@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
-from .records import COLUMNS, KINDS, META_DIM, META_EMBEDDER, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
-from .scopes import ScopeDirectory
+from gateway.memory.records import COLUMNS, KINDS, META_DIM, META_EMBEDDER, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
+from gateway.memory.scopes import ScopeDirectory
 
 # Past this many unseen commits, assume some were another replica's rather than checking each.
 MAX_VERSION_GAP = 10_000

@@ -17,11 +17,11 @@ from typing import Any, Awaitable, Callable
 
 import aiosqlite
 
-from .db import write
-from .exchange import ChatContext, Reply
-from .jobs import INSERT_JOB, Job, JobBounds, job_from_row, job_messages, job_row
-from .metrics import Metrics
-from .outstanding import Outstanding
+from gateway.sqlite import write
+from gateway.exchange import ChatContext, Reply
+from gateway.extraction.jobs import INSERT_JOB, Job, JobBounds, job_from_row, job_messages, job_row
+from gateway.metrics import Metrics
+from gateway.extraction.outstanding import Outstanding
 
 log = logging.getLogger("memgate.queue")
 

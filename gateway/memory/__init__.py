@@ -1,0 +1,1 @@
+"""Memory: records, the LanceDB store, embeddings, recall, injection, history and hygiene."""
