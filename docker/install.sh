@@ -79,7 +79,7 @@ import gateway, gateway.cli, gateway.server  # the package, its CLI and its serv
 import httptools, uvloop  # server.py runs uvicorn on these
 import tiktoken
 from gateway.config import load_settings
-from gateway.embed import M2V_NAME, make_embedder
+from gateway.memory.embed import M2V_NAME, make_embedder
 
 settings = load_settings()  # MEMGATE_* env, as `memgate serve` reads it
 model = settings.model_cache_dir / M2V_NAME
