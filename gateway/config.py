@@ -161,14 +161,19 @@ class ConfigError(ValueError):
 
 
 def _coerce(option: Option, value: Any, source: str) -> Any:
-    if isinstance(value, option.type) and not (option.type is int and isinstance(value, bool)):
+    wrong = ConfigError(f"{source}: {option.name} must be {option.type.__name__}, got {value!r}")
+    if option.type in (int, float) and isinstance(value, bool):  # bool is an int subclass: `port = true` is a mistake
+        raise wrong
+    if option.type is int and isinstance(value, float):  # int(8080.9) would silently truncate
+        raise wrong
+    if isinstance(value, option.type):
         return value
     try:
         if option.type is bool:
             return str(value).lower() in ("1", "true", "yes", "on")
         return option.type(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {option.name} must be {option.type.__name__}, got {value!r}") from None
+        raise wrong from None
 
 
 def load_settings(

@@ -98,7 +98,7 @@ class StreamCapture:
 def reply_from_json(raw: bytes, content_encoding: str = "") -> Reply | None:
     """The first choice's message of a JSON chat completion, or None if it is not one."""
     try:
-        if content_encoding in ("gzip", "deflate"):
+        if content_encoding.strip().lower() in ("gzip", "deflate"):  # header values are case-insensitive
             raw = zlib.decompress(raw, wbits=47)
         body = json.loads(raw)
         message = body["choices"][0]["message"]

@@ -154,13 +154,21 @@ def test_the_upstream_base_has_no_trailing_slash() -> None:
     assert load_settings({"upstream_url": "http://x/v1/"}, env={}).upstream_base == "http://x/v1"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _coerce turns a TOML boolean into an int (`port = true` gives port 1) instead of a ConfigError")
 def test_a_boolean_for_a_number_option_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(env={}, config_file=config(tmp_path, "port = true\n"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _coerce truncates a TOML float for an int option (`port = 8080.9` gives 8080) instead of a ConfigError")
 def test_a_fraction_for_an_int_option_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(env={}, config_file=config(tmp_path, "port = 8080.9\n"))
+
+
+def test_a_boolean_for_a_float_option_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(env={}, config_file=config(tmp_path, "connect_timeout = true\n"))
+
+
+def test_an_int_for_a_float_option_is_accepted_as_a_float(tmp_path: Path) -> None:
+    settings = load_settings(env={}, config_file=config(tmp_path, "connect_timeout = 3\n"))
+    assert settings.connect_timeout == 3.0 and isinstance(settings.connect_timeout, float)
