@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 import gateway
-from gateway import inject, keywords, slots, tokens
+from gateway.extraction import statements
+from gateway.memory import inject, keywords, tokens
 from gateway.extraction.base import Message, looks_like_instruction
 from gateway.extraction.heuristic import extract_statements
 from gateway.extraction.jobs import MAX_TEXT
@@ -67,22 +68,23 @@ def gateway_patterns() -> dict[str, re.Pattern[str]]:
     """Every compiled pattern a gateway module holds (alone, or in a list of rules), and every
     pattern written inline in a `re.<function>("...")` call."""
     found: dict[str, re.Pattern[str]] = {}
-    for module_info in pkgutil.iter_modules(gateway.__path__):
-        if module_info.name == "__main__":
+    for module_info in pkgutil.walk_packages(gateway.__path__, "gateway."):
+        if module_info.name == "gateway.__main__":
             continue
-        module = importlib.import_module(f"gateway.{module_info.name}")
+        module = importlib.import_module(module_info.name)
+        short = module_info.name.removeprefix("gateway.")
         for name, value in vars(module).items():
             items = value if isinstance(value, (list, tuple)) else [value]
             for index, item in enumerate(items):
                 for part in item if isinstance(item, tuple) else (item,):
                     if isinstance(part, re.Pattern):
-                        found[f"{module_info.name}.{name}" + (f"[{index}]" if items is value else "")] = part
+                        found[f"{short}.{name}" + (f"[{index}]" if items is value else "")] = part
         source = Path(module.__file__ or "").read_text()
         for node in ast.walk(ast.parse(source)):
             inline = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
                       and node.func.value.id == "re" and node.func.attr != "compile" and node.args and isinstance(node.args[0], ast.Constant))
             if inline:
-                found[f"{module_info.name}:{node.lineno}"] = re.compile(node.args[0].value)
+                found[f"{short}:{node.lineno}"] = re.compile(node.args[0].value)
     return found
 
 
@@ -92,8 +94,9 @@ PATTERNS = gateway_patterns()
 def test_the_audit_sees_every_pattern_of_the_user_text_parsers() -> None:
     # A guard on the walk itself: if it found nothing, every test below would pass vacuously.
     names = set(PATTERNS)
-    assert {"extract._INSTRUCTIONS[12]", "extract_heuristic._SPLIT", "extract_heuristic._TAIL", "slots._NEGATION", "keywords._WORD"} <= names
-    assert sum(name.startswith("extract_heuristic.RULES[") for name in names) >= 20
+    assert {"extraction.base._INSTRUCTIONS[12]", "extraction.heuristic._SPLIT", "extraction.heuristic._TAIL", "extraction.statements._NEGATION",
+            "extraction.statements._WORD", "memory.keywords._WORD"} <= names
+    assert sum(name.startswith("extraction.heuristic.RULES[") for name in names) >= 20
 
 
 @pytest.mark.parametrize("name", sorted(PATTERNS))
@@ -114,7 +117,7 @@ def _extract(text: str) -> object:
 PARSERS: dict[str, Callable[[str], object]] = {
     "instruction detector": looks_like_instruction,
     "heuristic extractor": _extract,
-    "reconcile slots": lambda text: slots.conflicts("User prefers " + text, "User prefers tea over coffee"),
+    "reconcile slots": lambda text: statements.conflicts("User prefers " + text, "User prefers tea over coffee"),
     "keyword terms": keywords.terms,
     "injection quoting": inject.quoted,
     "token count": tokens.count,
