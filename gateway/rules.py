@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-MEMORY_KINDS = ("fact", "preference", "decision", "goal", "event", "note")
-
-
 @dataclass(frozen=True)
 class RuleSettings:
     """What a rule decides for a request. Every field may appear in `[defaults]` or a `[[rule]]`."""
