@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.exchange import well_formed
+from gateway.exchange import content_texts, well_formed
 from gateway.memory.hot import CORE_KINDS, UserMemories
 from gateway.memory.keywords import terms
 from gateway.memory.records import Memory
@@ -25,24 +25,12 @@ SHORT_QUERY_CHARS = 40
 CONTEXT_CHARS = 200
 
 
-def message_text(message: Any) -> str:
-    """Text parts of a chat message's content."""
-    if not isinstance(message, dict):
-        return ""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def query_text(payload: dict[str, Any]) -> str:
     """The last user message, plus a little preceding user text when it is short."""
     messages = payload.get("messages")
     if not isinstance(messages, list):
         return ""
-    users = [message_text(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    users = [" ".join(content_texts(m.get("content"))) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     users = [t for t in users if t.strip()]
     if not users:
         return ""
