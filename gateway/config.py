@@ -1,7 +1,8 @@
 """Settings: one frozen object built from defaults, `memgate.toml`, `MEMGATE_*` env vars and flags.
 
-This is the only module that reads the environment. Every option is declared once in `OPTIONS`;
-the CLI, the env-var lookup and the docs test are all generated from that table.
+This is the only module that reads `MEMGATE_*` settings from the environment (the admin CLI reads its own
+`MEMGATE_URL` and `MEMGATE_ADMIN_TOKEN`). Every setting is declared once, as a `Settings` field;
+`OPTIONS`, and from it the CLI, the env-var lookup and the README table, are derived from those fields.
 """
 
 from __future__ import annotations
@@ -32,89 +33,51 @@ class Option:
         return "MEMGATE_" + self.name.upper()
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option("host", str, "127.0.0.1", "interface to listen on"),
-    Option("port", int, 8080, "port to listen on"),
-    Option("upstream_url", str, "https://api.openai.com/v1", "OpenAI-compatible upstream base URL", alias="--upstream"),
-    Option("data_dir", str, "./memgate-data", "directory for the LanceDB table and SQLite files"),
-    Option("store_uri", str, "", "LanceDB URI for memories (default: <data-dir>/lancedb); s3://, gs://, az:// work"),
-    Option("rules", str, "./rules", "directory of *.toml injection rules"),
-    Option("admin_token", str, "", "bearer token for /admin/v1; the admin API is off when empty", secret=True),
-    Option("tenant_mode", str, "key", "'key': tenant is a fingerprint of the caller's API key (none or a placeholder: memory off); 'none': one tenant 'default' for everyone, only behind your own authentication"),
-    Option("connect_timeout", float, 5.0, "seconds to open an upstream connection"),
-    Option("read_timeout", float, 600.0, "seconds to wait for upstream bytes (between stream chunks too)"),
-    Option("write_timeout", float, 60.0, "seconds to send the request upstream"),
-    Option("pool_timeout", float, 10.0, "seconds to wait for a free pooled upstream connection"),
-    Option("max_connections", int, 512, "upstream connection pool size; streamed uploads (bodies over --max-body-bytes) may hold a quarter of it"),
-    Option("max_body_bytes", int, 16 * 1024 * 1024, "largest chat request body accepted (413 above); other /v1 bodies up to it are read whole before going upstream"),
-    Option("client_header_timeout", float, 30.0, "seconds a client may take to send its request headers; then the connection is closed"),
-    Option("client_body_timeout", float, 30.0, "seconds a client may pause while sending a request body; then it gets a 408 and its upstream request is cancelled"),
-    # Chosen by bench/bench_proxy.py; kept as settings so the choice can be re-measured anywhere.
-    Option("loop", str, "uvloop", "event loop: 'uvloop' or 'asyncio'"),
-    Option("http", str, "httptools", "HTTP/1.1 server parser: 'httptools' or 'h11'"),
-    Option("upstream_transport", str, "aiohttp", "upstream transport under httpx: 'aiohttp' (httpx-aiohttp) or 'httpx' (httpx's own)"),
-    Option("log_level", str, "info", "debug, info, warning or error"),
-    Option("embedder", str, "local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)"),
-    Option("model_cache", str, "", "where the distilled local embedding model is kept (default ~/.cache/memgate)"),
-    Option("embedding_model", str, "text-embedding-3-small", "model name for the 'openai' embedder"),
-    Option("hot_users", int, 2048, "users kept in the in-process hot tier"),
-    Option("store_cache_mb", int, 256, "memory for LanceDB's index and metadata caches (its own default lets them grow to 7 GB)"),
-    Option("extractor", str, "heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)"),
-    Option("extraction_model", str, "gpt-4o-mini", "model for the 'llm' extractor"),
-    Option("extraction_api_key", str, "", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True),
-    Option("extraction_workers", int, 2, "extraction worker tasks"),
-    Option("extraction_retry_seconds", float, 0.5, "first retry delay of a failed extraction batch; doubles each attempt, dead letter after 5"),
-    Option("queue_max", int, 10000, "pending extraction jobs kept; new jobs are dropped (and counted) past this; also the most dead letters kept"),
-    Option("max_job_messages", int, 64, "messages of one exchange kept in its extraction job: the most recent, the older ones are cut (and counted)"),
-    Option("max_job_bytes", int, 64 * 1024, "UTF-8 bytes of message text kept in one extraction job: the most recent, the older ones are cut (and counted)"),
-    Option("max_llm_calls_per_job", int, 8, "upstream calls the 'llm' extractor makes per job (extraction and reconcile together); past it the oldest text is not read"),
-    Option("dead_letter_retention", float, 7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)"),
-    Option("max_memories_per_user", int, 5000, "per-user cap; the hygiene job evicts the least useful above it"),
-    Option("hygiene_interval", float, 3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction"),
-)
-
-_OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+def setting(default: Any, help: str, secret: bool = False, alias: str = "") -> Any:
+    """A `Settings` field with the help, secrecy and short flag that `OPTIONS` is built from."""
+    return field(default=default, repr=not secret, metadata={"help": help, "secret": secret, "alias": alias})
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    upstream_url: str = "https://api.openai.com/v1"
-    data_dir: str = "./memgate-data"
-    store_uri: str = ""
-    rules: str = "./rules"
-    admin_token: str = field(default="", repr=False)
-    tenant_mode: str = "key"
-    connect_timeout: float = 5.0
-    read_timeout: float = 600.0
-    write_timeout: float = 60.0
-    pool_timeout: float = 10.0
-    max_connections: int = 512
-    max_body_bytes: int = 16 * 1024 * 1024
-    client_header_timeout: float = 30.0
-    client_body_timeout: float = 30.0
-    loop: str = "uvloop"
-    http: str = "httptools"
-    upstream_transport: str = "aiohttp"
-    log_level: str = "info"
-    embedder: str = "local"
-    model_cache: str = ""
-    embedding_model: str = "text-embedding-3-small"
-    hot_users: int = 2048
-    store_cache_mb: int = 256
-    extractor: str = "heuristic"
-    extraction_model: str = "gpt-4o-mini"
-    extraction_api_key: str = field(default="", repr=False)
-    extraction_workers: int = 2
-    extraction_retry_seconds: float = 0.5
-    queue_max: int = 10000
-    max_job_messages: int = 64
-    max_job_bytes: int = 64 * 1024
-    max_llm_calls_per_job: int = 8
-    dead_letter_retention: float = 7 * 86400.0
-    max_memories_per_user: int = 5000
-    hygiene_interval: float = 3600.0
+    host: str = setting("127.0.0.1", "interface to listen on")
+    port: int = setting(8080, "port to listen on")
+    upstream_url: str = setting("https://api.openai.com/v1", "OpenAI-compatible upstream base URL", alias="--upstream")
+    data_dir: str = setting("./memgate-data", "directory for the LanceDB table and SQLite files")
+    store_uri: str = setting("", "LanceDB URI for memories (default: <data-dir>/lancedb); s3://, gs://, az:// work")
+    rules: str = setting("./rules", "directory of *.toml injection rules")
+    admin_token: str = setting("", "bearer token for /admin/v1; the admin API is off when empty", secret=True)
+    tenant_mode: str = setting("key", "'key': tenant is a fingerprint of the caller's API key (none or a placeholder: memory off); 'none': one tenant 'default' for everyone, only behind your own authentication")
+    connect_timeout: float = setting(5.0, "seconds to open an upstream connection")
+    read_timeout: float = setting(600.0, "seconds to wait for upstream bytes (between stream chunks too)")
+    write_timeout: float = setting(60.0, "seconds to send the request upstream")
+    pool_timeout: float = setting(10.0, "seconds to wait for a free pooled upstream connection")
+    max_connections: int = setting(512, "upstream connection pool size; streamed uploads (bodies over --max-body-bytes) may hold a quarter of it")
+    max_body_bytes: int = setting(16 * 1024 * 1024, "largest chat request body accepted (413 above); other /v1 bodies up to it are read whole before going upstream")
+    client_header_timeout: float = setting(30.0, "seconds a client may take to send its request headers; then the connection is closed")
+    client_body_timeout: float = setting(30.0, "seconds a client may pause while sending a request body; then it gets a 408 and its upstream request is cancelled")
+    # Chosen by bench/bench_proxy.py; kept as settings so the choice can be re-measured anywhere.
+    loop: str = setting("uvloop", "event loop: 'uvloop' or 'asyncio'")
+    http: str = setting("httptools", "HTTP/1.1 server parser: 'httptools' or 'h11'")
+    upstream_transport: str = setting("aiohttp", "upstream transport under httpx: 'aiohttp' (httpx-aiohttp) or 'httpx' (httpx's own)")
+    log_level: str = setting("info", "debug, info, warning or error")
+    embedder: str = setting("local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)")
+    model_cache: str = setting("", "where the distilled local embedding model is kept (default ~/.cache/memgate)")
+    embedding_model: str = setting("text-embedding-3-small", "model name for the 'openai' embedder")
+    hot_users: int = setting(2048, "users kept in the in-process hot tier")
+    store_cache_mb: int = setting(256, "memory for LanceDB's index and metadata caches (its own default lets them grow to 7 GB)")
+    extractor: str = setting("heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)")
+    extraction_model: str = setting("gpt-4o-mini", "model for the 'llm' extractor")
+    extraction_api_key: str = setting("", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True)
+    extraction_workers: int = setting(2, "extraction worker tasks")
+    extraction_retry_seconds: float = setting(0.5, "first retry delay of a failed extraction batch; doubles each attempt, dead letter after 5")
+    queue_max: int = setting(10000, "pending extraction jobs kept; new jobs are dropped (and counted) past this; also the most dead letters kept")
+    max_job_messages: int = setting(64, "messages of one exchange kept in its extraction job: the most recent, the older ones are cut (and counted)")
+    max_job_bytes: int = setting(64 * 1024, "UTF-8 bytes of message text kept in one extraction job: the most recent, the older ones are cut (and counted)")
+    max_llm_calls_per_job: int = setting(8, "upstream calls the 'llm' extractor makes per job (extraction and reconcile together); past it the oldest text is not read")
+    dead_letter_retention: float = setting(7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)")
+    max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
+    hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
 
@@ -156,19 +119,35 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+# `from __future__ import annotations` leaves field types as strings.
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+OPTIONS: tuple[Option, ...] = tuple(
+    Option(f.name, _TYPES[str(f.type)], f.default, f.metadata["help"], f.metadata["secret"], f.metadata["alias"])
+    for f in dataclasses.fields(Settings)
+    if "help" in f.metadata
+)
+_OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+
+
 class ConfigError(ValueError):
     """A setting has a value memgate cannot run with."""
 
 
 def _coerce(option: Option, value: Any, source: str) -> Any:
-    if isinstance(value, option.type) and not (option.type is int and isinstance(value, bool)):
+    wrong = ConfigError(f"{source}: {option.name} must be {option.type.__name__}, got {value!r}")
+    if option.type in (int, float) and isinstance(value, bool):  # bool is an int subclass: `port = true` is a mistake
+        raise wrong
+    if option.type is int and isinstance(value, float) and not value.is_integer():  # int(8080.9) would truncate
+        raise wrong
+    if isinstance(value, option.type):
         return value
     try:
         if option.type is bool:
             return str(value).lower() in ("1", "true", "yes", "on")
         return option.type(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {option.name} must be {option.type.__name__}, got {value!r}") from None
+        raise wrong from None
 
 
 def load_settings(

@@ -48,6 +48,15 @@ class MemoryLayer(Protocol):
         """Durably enqueue the exchange for extraction."""
 
 
+def content_texts(content: Any) -> list[str]:
+    """The text pieces of a chat message's `content`: the string itself, or each part's string `text`."""
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):  # content parts: images, audio and files carry no `text`
+        return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return []
+
+
 def well_formed(text: str) -> str:
     """`text` with lone surrogates (a JSON escape like \\ud800 that is not Unicode) replaced by U+FFFD,
     so embedders, tokenizers and SQLite can take it."""

@@ -13,8 +13,6 @@ SLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 COUNT_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64)
 TOKEN_BUCKETS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
-ROUTES = ("chat", "passthrough", "admin", "metrics", "health")
-
 # Every value a bounded label can take. The counters start at zero for each, so dashboards and
 # alerts (`rate()`, `sum by`) see a series from the first scrape, not only after the first failure.
 # Code that increments these counters should use these names; new values belong here first.

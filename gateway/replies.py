@@ -6,7 +6,7 @@ import json
 import zlib
 from typing import Any
 
-from gateway.exchange import Reply
+from gateway.exchange import Reply, content_texts
 
 
 class StreamCapture:
@@ -98,13 +98,11 @@ class StreamCapture:
 def reply_from_json(raw: bytes, content_encoding: str = "") -> Reply | None:
     """The first choice's message of a JSON chat completion, or None if it is not one."""
     try:
-        if content_encoding in ("gzip", "deflate"):
+        if content_encoding.strip().lower() in ("gzip", "deflate"):  # header values are case-insensitive
             raw = zlib.decompress(raw, wbits=47)
         body = json.loads(raw)
         message = body["choices"][0]["message"]
-        content = message.get("content") or ""
-        if isinstance(content, list):  # some servers answer in parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return Reply(str(content), list(message.get("tool_calls") or []), body["choices"][0].get("finish_reason"))
+        content = "".join(content_texts(message.get("content")))  # some servers answer in parts
+        return Reply(content, list(message.get("tool_calls") or []), body["choices"][0].get("finish_reason"))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError, zlib.error):
         return None

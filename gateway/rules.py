@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-
-MEMORY_KINDS = ("fact", "preference", "decision", "goal", "event", "note")
-
 
 @dataclass(frozen=True)
 class RuleSettings:
@@ -111,6 +109,8 @@ def _check_setting(where: str, key: str, value: Any) -> Any:
         value = float(value)
     if kind is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise RulesError(f"{where}: field {key!r} must be {getattr(kind, '__name__', f.type)}, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):  # NaN passes every comparison below and matches no score
+        raise RulesError(f"{where}: field {key!r} must be a number, got nan")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise RulesError(f"{where}: field {key!r} must not be negative")
     if key == "budget_ratio" and not 0 < value <= 1:

@@ -44,7 +44,7 @@ def variants(secret: str) -> dict[str, bytes]:
 
 
 def fingerprint_only(secret: str) -> bytes:
-    # A caller key's tenant id is k_ + 16 hex of its sha256 (DESIGN.md): expected on disk for callers,
+    # A caller key's tenant id is k_ + 16 hex of its sha256 (gateway/identity.py): expected on disk for callers,
     # never for the admin token or the extraction key, which are never tenants.
     return key_fingerprint(secret).encode()
 

@@ -10,9 +10,6 @@ from typing import Callable, Sequence
 from gateway.config import OPTIONS, ConfigError, Settings, load_settings
 from gateway.rules import RequestFacts, RulesError, load_rules
 
-Command = Callable[[argparse.Namespace], int]
-
-
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """Every setting as a flag; the env var and default shown in its help."""
     parser.add_argument("--config", metavar="FILE", help="memgate.toml to read (env MEMGATE_CONFIG; default ./memgate.toml if present)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 from gateway.memory.linebreaks import LINE_BREAK_CLASS
-from gateway.rules import MEMORY_KINDS
+from gateway.memory.records import KINDS
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def clean_candidate(text: str, kind: str, confidence: float) -> Candidate | None
     text = " ".join(str(text).split()).strip().rstrip(".")
     if not text or len(text) > 300:
         return None
-    kind = kind if kind in MEMORY_KINDS else "fact"
+    kind = kind if kind in KINDS else "fact"
     try:
         confidence = min(1.0, max(0.0, float(confidence)))
     except (TypeError, ValueError):

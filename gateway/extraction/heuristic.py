@@ -66,7 +66,7 @@ _DEICTIC = re.compile(
 _VAGUE = re.compile(r"^(?:a bit|a little|a lot|a fan of this|an idiot)\b", re.I)
 MAX_OBJECT_WORDS = 12
 
-Rule = tuple[re.Pattern[str], Callable[[re.Match[str], str], tuple[str, str, float] | None]]
+Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[str, str, float] | None]]
 
 
 def third_person(verb: str) -> str:
@@ -104,41 +104,41 @@ def _r(pattern: str) -> re.Pattern[str]:
 # Rules read one statement with its whitespace collapsed (`_statements`): a single space is all they match,
 # so none can try each split of a run of whitespace.
 RULES: list[Rule] = [
-    (re.compile(r"^(?:I'm|I am) (?P<x>[A-Z][a-z]+)$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.8)),
-    (_r(r"^(?:my name is|my name's|i'm called|i am called) (?P<x>[\w'-]+(?: [A-Z][\w'-]*){0,2})$"), lambda m, s: (f"User's name is {m['x']}", "fact", 0.9)),
-    (_r(r"^(?:please )?(?:call me|i go by|you can call me) (?P<x>[\w'-]+(?: [A-Z][\w'-]*)?)$"), lambda m, s: (f"User goes by {m['x']}", "preference", 0.9)),
+    (re.compile(r"^(?:I'm|I am) (?P<x>[A-Z][a-z]+)$"), lambda m: (f"User's name is {m['x']}", "fact", 0.8)),
+    (_r(r"^(?:my name is|my name's|i'm called|i am called) (?P<x>[\w'-]+(?: [A-Z][\w'-]*){0,2})$"), lambda m: (f"User's name is {m['x']}", "fact", 0.9)),
+    (_r(r"^(?:please )?(?:call me|i go by|you can call me) (?P<x>[\w'-]+(?: [A-Z][\w'-]*)?)$"), lambda m: (f"User goes by {m['x']}", "preference", 0.9)),
     (_r(r"^(?P<s>i|we) (?:no longer|don't|do not|dont) (?P<v>[a-z]+) (?P<x>.+?) (?:anymore|any more)$"),
-     lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
-    (_r(r"^(?P<s>i|we) no longer (?P<v>[a-z]+) (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
+     lambda m: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
+    (_r(r"^(?P<s>i|we) no longer (?P<v>[a-z]+) (?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} no longer {third_person(m['v'])} {_obj(m['x'])}", "fact", 0.85)),
     (_r(r"^(?P<s>i|we) (?:stopped|quit) (?P<v>[a-z]+ing) (?P<x>.+)$"),
-     lambda m, s: (f"{_subject(m['s'])} no longer {third_person(_ING.get(m['v'].lower(), m['v'][:-3]))} {_obj(m['x'])}", "fact", 0.8)),
+     lambda m: (f"{_subject(m['s'])} no longer {third_person(_ING.get(m['v'].lower(), m['v'][:-3]))} {_obj(m['x'])}", "fact", 0.8)),
     (_r(r"^(?P<s>i|we)(?:'d| would)? (?:(?:now|still|really|definitely|generally|usually|much|strongly|also|always) )*prefer (?P<x>.+)$"),
-     lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.9)),
-    (_r(r"^(?P<s>i|we)(?:'d| would) rather (?:use )?(?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.8)),
-    (_r(r"^i (?:really |also )?(?P<v>hate|dislike|can't stand|cannot stand|don't like|do not like) (?P<x>.+)$"), lambda m, s: (f"User dislikes {_obj(m['x'])}", "preference", 0.85)),
-    (_r(r"^i (?:really |also )?(?P<v>like|love|enjoy|adore) (?P<x>.+)$"), lambda m, s: (f"User {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.8)),
+     lambda m: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.9)),
+    (_r(r"^(?P<s>i|we)(?:'d| would) rather (?:use )?(?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} prefers {_obj(m['x'])}", "preference", 0.8)),
+    (_r(r"^i (?:really |also )?(?P<v>hate|dislike|can't stand|cannot stand|don't like|do not like) (?P<x>.+)$"), lambda m: (f"User dislikes {_obj(m['x'])}", "preference", 0.85)),
+    (_r(r"^i (?:really |also )?(?P<v>like|love|enjoy|adore) (?P<x>.+)$"), lambda m: (f"User {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.8)),
     (_r(r"^(?P<s>i|we)(?:'re|'m| are| am)? (?:(?:now|currently) )?(?:live|living|reside|residing|(?:am |are )?based) in (?P<x>.+)$"),
-     lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.9)),
-    (_r(r"^(?P<s>i|we)(?:'ve| have)? (?:just )?(?:moved|relocated) to (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^i(?:'m| am)? (?:(?:now|currently) )?work(?:ing)? (?P<p>at|for|as) (?P<x>.+)$"), lambda m, s: (f"User works {m['p'].lower()} {_obj(m['x'])}", "fact", 0.9)),
-    (_r(r"^(?P<s>my|our) (?P<a>(?:[\w'-]+ ){0,3}?[\w'-]+) (?P<verb>is|are) (?P<x>.+)$"), lambda m, s: _attribute(m)),
+     lambda m: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.9)),
+    (_r(r"^(?P<s>i|we)(?:'ve| have)? (?:just )?(?:moved|relocated) to (?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} lives in {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i(?:'m| am)? (?:(?:now|currently) )?work(?:ing)? (?P<p>at|for|as) (?P<x>.+)$"), lambda m: (f"User works {m['p'].lower()} {_obj(m['x'])}", "fact", 0.9)),
+    (_r(r"^(?P<s>my|our) (?P<a>(?:[\w'-]+ ){0,3}?[\w'-]+) (?P<verb>is|are) (?P<x>.+)$"), lambda m: _attribute(m)),
     (_r(r"^(?P<s>i|we)(?:'re|'m| are| am) (?:(?:currently|now|slowly|finally) )?(?P<v>migrating|moving|switching|transitioning|upgrading) (?P<x>(?:from|to|over|our|everything)\b.+)$"),
-     lambda m, s: (f"{_subject(m['s'])} is {m['v'].lower()} {_obj(m['x'])}", "decision", 0.85)),
+     lambda m: (f"{_subject(m['s'])} is {m['v'].lower()} {_obj(m['x'])}", "decision", 0.85)),
     (_r(r"^(?P<s>i|we)(?:'ve| have)? (?:finally )?(?:decided|agreed|chosen|chose) (?P<x>(?:to|on) .+)$"),
-     lambda m, s: (f"{_subject(m['s'])} decided {_obj(m['x'])}", "decision", 0.85)),
-    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am|'ll| will) going with (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} chose {_obj(m['x'])}", "decision", 0.8)),
+     lambda m: (f"{_subject(m['s'])} decided {_obj(m['x'])}", "decision", 0.85)),
+    (_r(r"^(?P<s>i|we)(?:'re| are|'m| am|'ll| will) going with (?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} chose {_obj(m['x'])}", "decision", 0.8)),
     (_r(r"^(?P<s>i|we)(?:'re| are|'m| am) (?:planning (?P<on>on|to)|going to|gonna|hoping to|aiming to) (?P<x>(?!be\b|ask\b|need\b|have\b|try\b|get\b).+)$"),
-     lambda m, s: (f"{_subject(m['s'])} plans {(m['on'] or 'to').lower()} {_obj(m['x'])}", "goal", 0.7)),
-    (_r(r"^(?P<s>i|we) (?:plan|intend) to (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} plans to {_obj(m['x'])}", "goal", 0.8)),
-    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am) (?:(?:now|currently|mostly|mainly|also) )?using (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^(?P<s>i|we) (?:(?:now|currently|mostly|mainly|also|only) )?use (?P<x>.+)$"), lambda m, s: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^i(?:'m| am) (?:(?:also|now|still|strictly|currently) )?(?P<x>(?:a|an) .+)$"), lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.85)),
+     lambda m: (f"{_subject(m['s'])} plans {(m['on'] or 'to').lower()} {_obj(m['x'])}", "goal", 0.7)),
+    (_r(r"^(?P<s>i|we) (?:plan|intend) to (?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} plans to {_obj(m['x'])}", "goal", 0.8)),
+    (_r(r"^(?P<s>i|we)(?:'re|'m| are| am) (?:(?:now|currently|mostly|mainly|also) )?using (?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^(?P<s>i|we) (?:(?:now|currently|mostly|mainly|also|only) )?use (?P<x>.+)$"), lambda m: (f"{_subject(m['s'])} uses {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i(?:'m| am) (?:(?:also|now|still|strictly|currently) )?(?P<x>(?:a|an) .+)$"), lambda m: (f"User is {_obj(m['x'])}", "fact", 0.85)),
     (_r(rf"^i(?:'m| am) (?:(?:also|now|still|strictly|currently) )?(?P<x>(?!(?:{_NOT_STATE})\b)[\w-]+(?: (?:to|of|with|from) [\w' -]+)?)$"),
-     lambda m, s: (f"User is {_obj(m['x'])}", "fact", 0.8)),
-    (_r(r"^i have (?P<x>(?:a|an|two|three|four|five|\d+) (?!question|problem|issue|bug|error|doubt|quick|few questions)\b.+)$"), lambda m, s: (f"User has {_obj(m['x'])}", "fact", 0.75)),
-    (_r(r"^i speak (?P<x>.+)$"), lambda m, s: (f"User speaks {_obj(m['x'])}", "fact", 0.85)),
+     lambda m: (f"User is {_obj(m['x'])}", "fact", 0.8)),
+    (_r(r"^i have (?P<x>(?:a|an|two|three|four|five|\d+) (?!question|problem|issue|bug|error|doubt|quick|few questions)\b.+)$"), lambda m: (f"User has {_obj(m['x'])}", "fact", 0.75)),
+    (_r(r"^i speak (?P<x>.+)$"), lambda m: (f"User speaks {_obj(m['x'])}", "fact", 0.85)),
     (_r(r"^i (?P<f>always|usually|never|often|typically|mostly) (?P<v>[a-z]+) (?P<x>.+)$"),
-     lambda m, s: (f"User {m['f'].lower()} {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.75)),
+     lambda m: (f"User {m['f'].lower()} {third_person(m['v'])} {_obj(m['x'])}", "preference", 0.75)),
 ]
 
 
@@ -168,7 +168,7 @@ def _from_sentence(sentence: str) -> tuple[str, str, float] | None:
     for pattern, build in RULES:
         match = pattern.match(sentence)
         if match:
-            found = build(match, sentence)
+            found = build(match)
             if found is None or not 3 <= len(found[0].split()) <= MAX_OBJECT_WORDS + 3 or looks_like_instruction(found[0]):
                 return None
             value = _without_tail(match.groupdict().get("x") or "")

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.exchange import ChatContext, Reply, well_formed
+from gateway.exchange import ChatContext, Reply, content_texts, well_formed
 from gateway.extraction.base import Message
 
 MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
@@ -32,14 +32,6 @@ class Job:
     created_at: float
     attempts: int = 0
     api_key: str = field(default="", repr=False)  # in memory only; "" after a restart
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ def job_messages(payload: dict[str, Any], reply: Reply, roles: tuple[str, ...], 
             continue
         if len(newest_first) >= bounds.max_messages or size >= bounds.max_bytes:
             cut += 1
-        elif text := well_formed(_text(m.get("content"))).strip()[:MAX_TEXT]:
+        elif text := well_formed(" ".join(content_texts(m.get("content")))).strip()[:MAX_TEXT]:
             if newest_first and size + len(text.encode("utf-8")) > bounds.max_bytes:
                 cut += 1
                 size = bounds.max_bytes  # the kept messages stay contiguous: nothing older either

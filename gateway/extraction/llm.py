@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import httpx
 
 from gateway.extraction.base import Candidate, ExtractionError, Message, clean_candidate
-from gateway.rules import MEMORY_KINDS
+from gateway.memory.records import KINDS
 from gateway.upstream import Upstream
 
 SYSTEM_PROMPT = """You extract long-term memories about the user from a conversation excerpt.
@@ -30,7 +30,7 @@ SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "text": {"type": "string"},
-                    "kind": {"type": "string", "enum": list(MEMORY_KINDS)},
+                    "kind": {"type": "string", "enum": list(KINDS)},
                     "confidence": {"type": "number"},
                 },
                 "required": ["text", "kind", "confidence"],

@@ -10,7 +10,8 @@ _FILLER = frozenset(
     "a an the really definitely strongly still now also always very much quite generally usually currently actually just "
     "truly totally absolutely so".split()
 )
-_WORD = re.compile(r"[a-z0-9][a-z0-9+#.\-]*")
+# Unicode-aware: "Москве" and "Токио" are words too, or statements in other scripts would look alike.
+_WORD = re.compile(r"[^\W_](?:[^\W_]|[+#.\-])*")
 _SUBJECT = r"(?P<s>(?:the )?user(?:'s team)?)"
 
 

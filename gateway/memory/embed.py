@@ -156,7 +156,7 @@ class LocalEmbedder(_ThreadedEmbedder):
         self.dim = int(self._model.dim)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        # multiprocessing would fork the gateway for big reindex batches; one thread is enough.
+        # multiprocessing would fork the gateway for big import batches; one thread is enough.
         return _unit_rows(self._model.encode(texts, use_multiprocessing=False))
 
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -215,7 +215,7 @@ class OpenAIEmbedder(Embedder):
         if vectors.shape[0] != len(texts):
             raise UpstreamUnreachable(f"embedding upstream returned {vectors.shape[0]} vectors for {len(texts)} texts")
         if self.dim and vectors.shape[1] != self.dim:
-            # Mixing dimensions would corrupt the table; a model change needs `memgate reindex`.
+            # Mixing dimensions would corrupt the table; a model change needs an export and a re-embedding import into a new store.
             raise UpstreamUnreachable(f"embedding upstream returned {vectors.shape[1]} dims, expected {self.dim}")
         self.dim = vectors.shape[1]
         return vectors

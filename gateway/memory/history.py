@@ -1,19 +1,19 @@
 """The change log of every memory: add, refresh, supersede, update, delete, with old and new text and cause.
 
 Once a memory is removed (deleted, expired, evicted) its rows keep action, cause and time but lose
-their text: a removed memory's words must not outlive it on disk (`PRAGMA secure_delete` in db.py
+their text: a removed memory's words must not outlive it on disk (`PRAGMA secure_delete` in gateway/sqlite.py
 zeroes what a statement frees; hygiene truncates the WAL)."""
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
-
 import aiosqlite
 
+from gateway.metrics import MEMORY_WRITE_ACTIONS
 from gateway.sqlite import truncate_wal, write
 
-ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")
+# The history actions are the label values of memgate_memories_written_total, declared there so they start at zero.
+ACTIONS = MEMORY_WRITE_ACTIONS
 
 
 class History:
@@ -23,20 +23,13 @@ class History:
         self.db = db
 
     async def record(self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str) -> None:
-        await self.record_many([(tenant, user, memory_id, action, old_text, new_text, cause)])
-
-    async def record_many(self, rows: Sequence[tuple[str, str, str, str, str | None, str | None, str]]) -> None:
-        """Record several changes in one statement (the extraction worker writes a batch at a time)."""
-        if not rows:
-            return
-        for row in rows:
-            if row[3] not in ACTIONS:
-                raise ValueError(f"unknown history action {row[3]!r}")
-        now = time.time()
-        values = ",".join(["(?,?,?,?,?,?,?,?)"] * len(rows))
-        params = [v for row in rows for v in (*row, now)]
+        """Record one change of a memory: one row, written as it happens."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown history action {action!r}")
         await write(
-            self.db, f"INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at) VALUES {values}", params
+            self.db,
+            "INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at) VALUES (?,?,?,?,?,?,?,?)",
+            (tenant, user, memory_id, action, old_text, new_text, cause, time.time()),
         )
 
     async def for_memory(self, tenant: str, user: str, memory_id: str) -> list[dict]:

@@ -39,7 +39,7 @@ from gateway.memory.records import Memory
 log = logging.getLogger("memgate.hygiene")
 
 DAY = 86400.0
-RECENCY_DAYS = 30.0  # a memory last used (or made) this many days ago has lost 63% of its recency score
+EVICTION_RECENCY_DAYS = 30.0  # eviction: a memory last used (or made) this many days ago has lost 63% of its recency score
 CAUSE = "hygiene"
 
 
@@ -57,7 +57,7 @@ def retention_for(rules: RuleSet, tenant: str, user: str) -> RuleSettings:
 def usefulness(m: Memory, now: float) -> float:
     """Higher is more useful: recalled often, recently, and held with confidence."""
     last = m.last_used_at or m.created_at or now
-    recency = math.exp(-max(0.0, now - last) / (RECENCY_DAYS * DAY))
+    recency = math.exp(-max(0.0, now - last) / (EVICTION_RECENCY_DAYS * DAY))
     return math.log1p(m.use_count) + recency + m.confidence
 
 

@@ -56,11 +56,6 @@ def _line(text: str, kind: str, day_number: int | None, template: str) -> str:
     return f"- ({day}, {kind}) {quoted(text)}\n"
 
 
-def render_block(memories: Sequence[Memory], template: str) -> str:
-    header, footer = TEMPLATES.get(template, TEMPLATES["default"])
-    return header + "".join(render_line(m, template) for m in memories) + footer
-
-
 def _line_estimate(memory: Memory, template: str) -> int:
     # The text's own count was computed at write time; add the date/kind framing and one token per
     # escape. The packed block is counted exactly once at the end anyway.

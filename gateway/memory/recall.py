@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.exchange import well_formed
+from gateway.exchange import content_texts, well_formed
 from gateway.memory.hot import CORE_KINDS, UserMemories
 from gateway.memory.keywords import terms
 from gateway.memory.records import Memory
@@ -19,22 +19,10 @@ DENSE_WEIGHT = 0.5
 RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
 PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
-RECENCY_DAYS = 90.0
+PRIOR_RECENCY_DAYS = 90.0  # ranking prior: a memory untouched this many days has lost 63% of its recency
 # A short last message ("and in summer?") borrows this much preceding user text.
 SHORT_QUERY_CHARS = 40
 CONTEXT_CHARS = 200
-
-
-def message_text(message: Any) -> str:
-    """Text parts of a chat message's content."""
-    if not isinstance(message, dict):
-        return ""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def query_text(payload: dict[str, Any]) -> str:
@@ -42,7 +30,7 @@ def query_text(payload: dict[str, Any]) -> str:
     messages = payload.get("messages")
     if not isinstance(messages, list):
         return ""
-    users = [message_text(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    users = [" ".join(content_texts(m.get("content"))) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     users = [t for t in users if t.strip()]
     if not users:
         return ""
@@ -82,7 +70,7 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, method: str = "score", weight: 
 def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
     """0..1 per memory: recently written or used, and often used."""
     last = np.maximum(entry.written_at[index], entry.used_at[index])
-    recency = np.exp(-np.maximum(0.0, now - last) / (RECENCY_DAYS * 86400))
+    recency = np.exp(-np.maximum(0.0, now - last) / (PRIOR_RECENCY_DAYS * 86400))
     usage = np.minimum(1.0, np.log1p(entry.use_count[index]) / math.log1p(20))
     return 0.5 * recency + 0.5 * usage
 

@@ -18,7 +18,7 @@ META_DIM = b"memgate.dim"
 
 
 class StoreMismatch(RuntimeError):
-    """The table holds vectors from another embedder or dimension: never mix them (`memgate reindex`)."""
+    """The table holds vectors from another embedder or dimension: never mix them (`memgate export` and `memgate import` into a new store re-embed)."""
 
 
 @dataclass

@@ -77,7 +77,7 @@ class MemoryStore:
             if have_dim != dim or have_name != embedder_name:
                 raise StoreMismatch(
                     f"the memories table at {uri} holds {have_dim}-dim vectors from {have_name!r}, but the embedder is "
-                    f"{embedder_name!r} ({dim} dims): run `memgate reindex` or use the original embedder"
+                    f"{embedder_name!r} ({dim} dims): use the original embedder, or `memgate export` with it and `memgate import` into a new --data-dir, which re-embeds"
                 )
             store = cls(db, table, embedder_name, dim)
         else:
@@ -243,12 +243,9 @@ class MemoryStore:
         kept = await self._read(self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', sorted(present))}").select(["id"]))
         return sorted(present - set(kept.column("id").to_pylist()))
 
-    async def active(self, tenant: str, user: str, agent: str | None = None) -> list[Memory]:
-        """A user's memories that are not superseded, with vectors. With `agent`: user-wide ones plus that agent's."""
-        where = f"{scope(tenant, user)} AND superseded_by IS NULL"
-        if agent is not None:
-            where += f" AND (agent_id IS NULL OR agent_id = {sql_literal(agent)})"
-        return await self._query(where)
+    async def active(self, tenant: str, user: str) -> list[Memory]:
+        """A user's memories that are not superseded, every agent's, with vectors (the hot tier filters by agent)."""
+        return await self._query(f"{scope(tenant, user)} AND superseded_by IS NULL")
 
     async def list(
         self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False

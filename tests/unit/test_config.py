@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -154,13 +155,37 @@ def test_the_upstream_base_has_no_trailing_slash() -> None:
     assert load_settings({"upstream_url": "http://x/v1/"}, env={}).upstream_base == "http://x/v1"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _coerce turns a TOML boolean into an int (`port = true` gives port 1) instead of a ConfigError")
 def test_a_boolean_for_a_number_option_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(env={}, config_file=config(tmp_path, "port = true\n"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _coerce truncates a TOML float for an int option (`port = 8080.9` gives 8080) instead of a ConfigError")
 def test_a_fraction_for_an_int_option_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(env={}, config_file=config(tmp_path, "port = 8080.9\n"))
+
+
+def test_a_boolean_for_a_float_option_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(env={}, config_file=config(tmp_path, "connect_timeout = true\n"))
+
+
+def test_an_int_for_a_float_option_is_accepted_as_a_float(tmp_path: Path) -> None:
+    settings = load_settings(env={}, config_file=config(tmp_path, "connect_timeout = 3\n"))
+    assert settings.connect_timeout == 3.0 and isinstance(settings.connect_timeout, float)
+
+
+def test_an_integral_float_for_an_int_option_is_accepted(tmp_path: Path) -> None:
+    assert load_settings(env={}, config_file=config(tmp_path, "port = 8081.0\n")).port == 8081
+
+
+def test_options_are_derived_from_the_settings_fields_with_their_types() -> None:
+    assert [(o.name, o.type) for o in OPTIONS][:2] == [("host", str), ("port", int)]
+    assert {o.name for o in OPTIONS} == {f.name for f in dataclasses.fields(Settings)} - {"tenants"}
+    assert all(o.type in (str, int, float, bool) and isinstance(o.default, o.type) for o in OPTIONS)
+
+
+def test_secret_settings_stay_out_of_the_repr() -> None:
+    shown = repr(Settings(admin_token="adm-secret", extraction_api_key="llm-secret"))
+    assert "adm-secret" not in shown and "llm-secret" not in shown
+    assert {o.name for o in OPTIONS if o.secret} == {"admin_token", "extraction_api_key"}

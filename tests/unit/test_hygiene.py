@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.memory.hygiene import DAY, RECENCY_DAYS, plan, retention_for, usefulness
+from gateway.memory.hygiene import DAY, EVICTION_RECENCY_DAYS, plan, retention_for, usefulness
 from gateway.memory.records import Memory
 from gateway.rules import RuleSettings, load_rules
 
@@ -75,7 +75,7 @@ def test_usefulness_of_a_brand_new_memory_is_one_plus_its_confidence() -> None:
 
 def test_recency_decays_to_a_third_after_the_recency_period() -> None:
     fresh = usefulness(mem("a", age_days=0, confidence=0), NOW)
-    old = usefulness(mem("b", age_days=RECENCY_DAYS, confidence=0), NOW)
+    old = usefulness(mem("b", age_days=EVICTION_RECENCY_DAYS, confidence=0), NOW)
     assert math.isclose(old, fresh / math.e)
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.memory import tokens
 from gateway.memory.inject import (
-    SEPARATOR, TEMPLATES, Packed, appends_to_text, pack, quoted, render_block, render_line, system_index, with_block,
+    SEPARATOR, TEMPLATES, Packed, appends_to_text, pack, quoted, render_line, system_index, with_block,
 )
 from gateway.memory.records import Memory
 
@@ -61,9 +61,9 @@ def test_render_line_without_a_creation_time_is_dated_1970() -> None:
     assert render_line(m, "compact").startswith("1970-01-01 ")
 
 
-def test_render_block_unknown_template_falls_back_to_default() -> None:
+def test_an_unknown_template_packs_with_the_default_frame() -> None:
     ms = memories(2)
-    assert render_block(ms, "nope").startswith(TEMPLATES["default"][0])
+    assert pack([], ms, 10_000, 0, "nope", MODEL, False).text.startswith(TEMPLATES["default"][0])
 
 
 def test_a_rendered_line_is_always_one_line() -> None:
@@ -81,7 +81,8 @@ def test_pack_takes_everything_when_it_fits() -> None:
 
 def test_pack_text_is_the_rendered_block() -> None:
     ms = memories(2)
-    assert pack([], ms, 10_000, 0, "compact", MODEL, False).text == render_block(ms, "compact")
+    header, footer = TEMPLATES["compact"]
+    assert pack([], ms, 10_000, 0, "compact", MODEL, False).text == header + "".join(render_line(m, "compact") for m in ms) + footer
 
 
 def test_pack_never_exceeds_the_budget() -> None:

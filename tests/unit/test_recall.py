@@ -10,7 +10,7 @@ import pytest
 
 from gateway.memory.hot import UserMemories
 from gateway.memory.recall import (
-    CONTEXT_CHARS, PRIOR_SHORTLIST, SHORT_QUERY_CHARS, Query, core_profile, fuse, message_text, prior, query_text, rank,
+    CONTEXT_CHARS, PRIOR_SHORTLIST, SHORT_QUERY_CHARS, Query, core_profile, fuse, prior, query_text, rank,
 )
 from gateway.memory.records import Memory
 
@@ -34,21 +34,13 @@ def entry(*memories: Memory) -> UserMemories:
     return UserMemories(list(memories), DIM, version=1)
 
 
-# -- message_text / query_text --------------------------------------------------------------------
+# -- query_text -----------------------------------------------------------------------------------
 
 
-def test_message_text_of_a_string_content() -> None:
-    assert message_text({"role": "user", "content": "hi"}) == "hi"
-
-
-def test_message_text_joins_text_parts_and_skips_others() -> None:
-    content = [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "b"}, "junk"]
-    assert message_text({"content": content}) == "a b"
-
-
-@pytest.mark.parametrize("message", [None, "text", {"content": None}, {"content": 5}, {}])
-def test_message_text_of_anything_else_is_empty(message: object) -> None:
-    assert message_text(message) == ""
+def test_the_query_joins_the_text_parts_of_content_parts_with_spaces() -> None:
+    long = "what should I cook for dinner tonight with the vegetables that are left in my fridge"
+    content = [{"type": "text", "text": long}, {"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "please"}]
+    assert query_text({"messages": [{"role": "user", "content": content}]}) == long + " please"
 
 
 def test_the_query_is_the_last_user_message() -> None:

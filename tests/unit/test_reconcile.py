@@ -203,8 +203,6 @@ def test_a_negation_supersedes_what_it_negates() -> None:
     assert [o.id for o, _, _ in plan.replace] == [old.id]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: statements.normalised() drops non-ASCII words, so _same() takes 'User lives in Токио' "
-                   "for a restatement of 'User lives in Москве': the old memory is refreshed and the new one never written")
 def test_a_new_value_in_another_script_supersedes_the_old_one() -> None:
     memory = FakeMemory()
     memory.existing("User lives in Москве")

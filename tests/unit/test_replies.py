@@ -169,6 +169,11 @@ def test_a_deflate_encoded_body_is_decoded() -> None:
     assert reply_from_json(zlib.compress(json.dumps(BODY).encode()), "deflate") == Reply("Hi there", [], "stop")
 
 
+@pytest.mark.parametrize("header", ["GZIP", "Gzip", " gzip "])
+def test_the_content_encoding_is_matched_case_insensitively(header: str) -> None:
+    assert reply_from_json(gzip.compress(json.dumps(BODY).encode()), header) == Reply("Hi there", [], "stop")
+
+
 def test_a_gzip_body_without_the_header_is_unreadable() -> None:
     assert reply_from_json(gzip.compress(json.dumps(BODY).encode())) is None
 

@@ -136,11 +136,9 @@ def test_a_rules_error_is_a_value_error() -> None:
     assert issubclass(RulesError, ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: min_score = nan passes validation (nan < 0 is false), and then no memory ever scores >= nan, "
-                   "so recall silently injects nothing")
 def test_a_nan_min_score_is_rejected(tmp_path: Path) -> None:
     write(tmp_path, "a.toml", "[defaults]\nmin_score = nan\n")
-    with pytest.raises(RulesError):
+    with pytest.raises(RulesError, match="min_score"):
         load_rules(tmp_path)
 
 

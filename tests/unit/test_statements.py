@@ -26,13 +26,10 @@ def test_normalised_of_empty_or_filler_only_text_is_empty() -> None:
     assert normalised("the really very...") == ""
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _WORD is ASCII-only, so values in other scripts vanish from normalised(); "
-                   "'User lives in Москве' and 'User lives in Токио' normalise alike and count as the same statement")
 def test_values_in_other_scripts_keep_statements_apart() -> None:
     assert normalised("User lives in Москве") != normalised("User lives in Токио")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: normalised() drops non-ASCII words, so conflicts() sees a restatement and the move is never recorded")
 def test_a_new_value_in_another_script_conflicts() -> None:
     assert conflicts("User lives in Токио", "User lives in Москве")
 
