@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Iterator
 
@@ -56,19 +55,18 @@ def rules_dir(tmp_path: Path, text: str) -> Path:
     return directory
 
 
-def test_fingerprint_is_k_and_16_hex_of_sha256(start_gateway) -> None:
+def test_fingerprint_is_k_and_16_hex_of_sha256(bots_off: Gateway) -> None:
     # Ask the gateway which tenant it files a key's memories under; the rules below and operators'
     # [tenants] tables rely on that name being exactly this formula.
-    gw = start_gateway()
+    gw = bots_off
     for key in (KEY_A, KEY_B):
         chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "I live in Porto."}]}
         send(gw, {"Authorization": f"Bearer {key}", "X-Memory-User-Id": "alice"}, **chat)
     with gw.admin() as admin:
         assert admin.post("/queue/flush", params={"timeout": 60}, timeout=70).json()["depth"] == 0
         tenants = admin.get("/tenants").json()["tenants"]
-    expected = sorted("k_" + hashlib.sha256(key.encode()).hexdigest()[:16] for key in (KEY_A, KEY_B))
-    assert sorted(tenants) == expected
-    assert all(re.fullmatch(r"k_[0-9a-f]{16}", tenant) for tenant in tenants)
+    expected = {"k_" + hashlib.sha256(key.encode()).hexdigest()[:16] for key in (KEY_A, KEY_B)}
+    assert expected <= set(tenants), tenants
 
 
 def test_tenant_is_the_fingerprint_of_the_bearer_key(start_gateway, tmp_path: Path) -> None:
