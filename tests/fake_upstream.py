@@ -4,6 +4,7 @@ It speaks raw HTTP/1.1 over asyncio streams so it can also misbehave on purpose:
 connections, stall, send malformed SSE. The request's `model` picks the behaviour:
 
   anything        JSON or SSE echo of the last user message ("echo: ...")
+                  (or the text of an X-Fake-Reply header, for an assistant that says something else)
   fake-tools      answers with a tool call
   fake-slow       waits X-Fake-Delay seconds (default 2) before answering
   fake-error-NNN  answers status NNN with an OpenAI error body (Retry-After if X-Fake-Retry-After)
@@ -15,7 +16,8 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
   fake-odd-tools  streams tool-call deltas a buggy server sends: `"index": null`, `"function": "x"`
 
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
-first-person sentence of the user messages it was sent (unless its model is fake-error-NNN); one
+first-person sentence inside its <user> tags and one per "You"/"Your" sentence inside its <assistant>
+tags (what the assistant states about the user), unless its model is fake-error-NNN; one
 naming `memgate_reconcile` gets a judge's decision (same text: same; same first three words: replaces).
 While `hold_extractions` is cleared, extraction calls wait for it (a test's window on a running batch).
 """
@@ -197,7 +199,7 @@ class FakeUpstream:
             return False
         if model == "fake-slow":
             await asyncio.sleep(delay)
-        text = "echo: " + last_user_text(req.get("messages", []))
+        text = headers.get("x-fake-reply") or "echo: " + last_user_text(req.get("messages", []))
         tools = model == "fake-tools"
         if not req.get("stream"):
             return await self._send_json(writer, 200, completion(model, text, tools), gzipped=model == "fake-gzip" and "gzip" in headers.get("accept-encoding", ""))
@@ -269,12 +271,14 @@ def judge_memories(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stand-in LLM: each first-person sentence of a user message becomes a third-person memory."""
+    """A stand-in LLM: each first-person sentence of a user message, or "You"/"Your" sentence of an
+    assistant source, becomes a third-person memory."""
     out = []
     for message in req.get("messages", []):
         if message.get("role") != "user":
             continue
-        for text in re.findall(r"<user>(.*?)</user>", str(message.get("content")), flags=re.S) or [str(message.get("content"))]:
+        content = str(message.get("content"))
+        for text in re.findall(r"<user>(.*?)</user>", content, flags=re.S) or [content]:
             for sentence in re.split(r"(?<=[.!?])\s+", text):
                 m = re.match(r"\s*(?:I|My|my|I'm|We|we're)\b(.*)", sentence)
                 if m and len(sentence) > 8:
@@ -282,6 +286,12 @@ def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:
                     third = re.sub(r"^\s*I\b", "The user", third)
                     third = re.sub(r"^\s*[Mm]y\b", "The user's", third)
                     out.append({"text": third.strip().rstrip("."), "kind": "preference" if "prefer" in sentence else "fact", "confidence": 0.9})
+        for text in re.findall(r"<assistant>(.*?)</assistant>", content, flags=re.S):
+            for sentence in re.split(r"(?<=[.!?])\s+", text):
+                if re.match(r"\s*Your?\b", sentence) and len(sentence) > 8:
+                    third = re.sub(r"^\s*Your\b", "The user's", sentence)
+                    third = re.sub(r"^\s*You\b", "The user", third)
+                    out.append({"text": third.strip().rstrip("."), "kind": "fact", "confidence": 0.9})
     return out
 
 

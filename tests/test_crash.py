@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -39,9 +41,12 @@ def test_sigkill_mid_backlog_loses_nothing_and_writes_nothing_twice(start_gatewa
         finally:
             upstream.hold_extractions.set()
 
+    with closing(sqlite3.connect(data / "memgate.sqlite3")) as db:  # what the killed process left behind
+        in_flight = db.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()[0]
+    assert in_flight == state["running"] >= 1
     gw.start()
     after = queue_state(gw)
-    assert after["recovered_on_start"] >= 1  # the batch in flight at the kill was requeued
+    assert after["recovered_on_start"] == in_flight  # exactly the batch in flight at the kill was requeued
     assert after["depth"] + after["completed"] == JOBS - DONE  # the workers start at once: some may be done already
     done = flush(gw, timeout=120)
     assert done["depth"] == 0 and done["dead_letters"] == 0

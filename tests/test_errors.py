@@ -39,6 +39,9 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
     return error
 
 
+MEMORY_CALLER = {"Authorization": "Bearer sk-errors", "X-Memory-User-Id": "alice"}  # memory on for this caller
+
+
 def assert_still_serving(gateway: Gateway) -> None:
     response = httpx.post(gateway.v1 + "/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}, timeout=10)
     assert response.status_code == 200
@@ -144,13 +147,14 @@ def test_body_just_under_the_limit_is_served(gateway: Gateway) -> None:
     ids=["space", "empty", "too-long", "path", "agent", "session"],
 )
 def test_invalid_memory_id_header_is_a_400(headers: dict[str, str], param: str, gateway: Gateway) -> None:
-    error = assert_openai_error(chat(gateway, headers=headers), 400, "invalid_memory_id")
+    # A real key and a valid user: memory would be on, so the header is refused, not ignored.
+    error = assert_openai_error(chat(gateway, headers={**MEMORY_CALLER, **headers}), 400, "invalid_memory_id")
     assert error["param"] == param
     assert_still_serving(gateway)
 
 
 def test_invalid_memory_mode_is_a_400(gateway: Gateway) -> None:
-    error = assert_openai_error(chat(gateway, headers={"X-Memory-Mode": "everything"}), 400, "invalid_memory_mode")
+    error = assert_openai_error(chat(gateway, headers={**MEMORY_CALLER, "X-Memory-Mode": "everything"}), 400, "invalid_memory_mode")
     assert error["param"] == "X-Memory-Mode"
     assert_still_serving(gateway)
 

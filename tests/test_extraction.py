@@ -157,18 +157,23 @@ def test_queue_report_and_flush_need_the_admin_token(gw: Gateway) -> None:
 
 
 def test_extract_false_rule_and_user_plus_assistant_roles(start_gateway, upstream: FakeUpstream, tmp_path: Path) -> None:
+    # The llm extractor: the heuristic reads user messages only, whatever extract_roles says.
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "a.toml").write_text(
-        '[defaults]\nextract_roles = ["user", "assistant"]\n\n[[rule]]\nname = "quiet"\nmatch = { model = "quiet-*" }\nextract = false\n'
+        '[[rule]]\nname = "quiet"\nmatch = { model = "quiet-*" }\nextract = false\n\n'
+        '[[rule]]\nname = "both"\nmatch = { model = "both-*" }\nextract_roles = ["user", "assistant"]\n'
     )
-    gw = start_gateway(rules=rules, tenant_mode="none")
-    say(gw, "max", "I live in Porto.", model="quiet-1")
+    gw = start_gateway(rules=rules, tenant_mode="none", extractor="llm", extraction_api_key="sk-extract")
+    reply = {"X-Fake-Reply": "Your cat is called Miso."}  # what the assistant states about the user
+    assert say(gw, "max", "I live in Porto.", model="quiet-1", headers=reply) == reply["X-Fake-Reply"]
     flush(gw)
     assert memories(gw, "max") == []
-    say(gw, "max", "I live in Porto.")  # the echo reply "echo: I live in Porto." is a source too, but says nothing new
+    say(gw, "max", "I live in Porto.", model="both-1", headers=reply)
+    say(gw, "nia", "I live in Porto.", model="m", headers=reply)  # the default rule: user messages only
     flush(gw)
-    assert texts(gw, "max") == ["User lives in Porto"]
+    assert texts(gw, "max") == ["The user live in Porto", "The user's cat is called Miso"]
+    assert texts(gw, "nia") == ["The user live in Porto"]
 
 
 def test_forgetting_a_user_removes_memories_history_and_queued_jobs(start_gateway, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_any_chat_body_and_memory_headers_get_an_answer_that_is_not_a_500(gatewa
     ids=["deep-array", "deep-object", "invalid-utf8", "empty", "null", "string", "number", "wrong-type"],
 )
 def test_pathological_bodies_are_refused_with_400(gateway: Gateway, body: bytes) -> None:
-    response = httpx.post(gateway.v1 + "/chat/completions", content=body, headers={"X-Memory-User-Id": "fuzz"}, timeout=30)
+    response = httpx.post(gateway.v1 + "/chat/completions", content=body, headers={"Authorization": f"Bearer {FUZZ_KEY}", "X-Memory-User-Id": "fuzz"}, timeout=30)
     if body.startswith(b'{"messages"'):
         assert response.status_code in (200, 400)
     else:
@@ -342,6 +342,7 @@ def test_bad_headers_are_refused_in_openai_shape_or_served(gateway: Gateway, hea
     body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         lines = [b"POST /v1/chat/completions HTTP/1.1", b"Host: x", b"Connection: close", b"Content-Type: application/json"]
+        headers = {"Authorization": f"Bearer {FUZZ_KEY}", **headers}  # a real key: memory is on, the headers matter
         lines += [f"{k}: {v}".encode("latin-1") for k, v in headers.items()]
         if "Content-Length" not in headers:
             lines.append(b"Content-Length: %d" % len(body))

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.memory.inject import render_line
 from gateway.memory.records import Memory
 from gateway.memory.store import MemoryStore
 
@@ -108,12 +107,6 @@ def test_an_import_body_may_be_up_to_max_body_bytes_while_other_admin_bodies_sto
         assert over.status_code == 413 and over.json()["error"]["code"] == "request_too_large"
         big_json = admin.post("/tenants/big-t/users/u1/memories", content=json.dumps({"text": "I ski", "pad": "x" * (1024 * 1024)}))
         assert big_json.status_code == 413
-
-
-def test_a_time_out_of_range_renders_undated() -> None:
-    for created_at in (1e300, float("nan"), float("inf"), -1e300):
-        assert render_line(Memory("m", "t", "u", "I like tea", created_at=created_at), "default") == '- (undated, fact) "I like tea"\n'
-    assert render_line(Memory("m", "t", "u", "I like tea", created_at=946684800.0), "compact") == '2000-01-01 "I like tea"\n'
 
 
 def test_a_memory_stored_with_a_time_out_of_range_before_the_checks_is_still_recalled(start_gateway, upstream: FakeUpstream, tmp_path: Path) -> None:

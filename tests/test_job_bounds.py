@@ -10,9 +10,6 @@ from pathlib import Path
 
 import httpx
 
-from gateway.exchange import Reply
-from gateway.extraction.jobs import JobBounds, job_messages
-
 from .extraction_helpers import KEY, flush, queue_state, say, texts
 from .fake_upstream import FakeUpstream
 
@@ -46,25 +43,6 @@ def test_a_2000_message_chat_makes_a_bounded_job_that_keeps_the_newest_messages(
     gw = start_gateway(data_dir=data, tenant_mode="none")
     flush(gw)
     assert texts(gw, "lena") == ["User lives in Lisbon"]
-
-
-def test_job_bounds_keep_the_newest_messages_contiguous_and_cut_whole_characters() -> None:
-    payload = {"messages": [
-        {"role": "user", "content": "old question"},
-        {"role": "assistant", "content": "context"},
-        {"role": "user", "content": "é" * 40},  # 80 bytes
-        {"role": "tool", "content": "ignored role"},
-        {"role": "user", "content": "ü" * 30},  # 60 bytes
-    ]}
-    kept, cut = job_messages(payload, Reply("reply"), ("user",), JobBounds(max_messages=10, max_bytes=100))
-    assert [m.text for m in kept] == ["ü" * 30] and cut == 2  # "é"*40 does not fit; the assistant context is cut with it
-    kept, cut = job_messages(payload, Reply("reply"), ("user",), JobBounds(max_messages=10, max_bytes=41))
-    assert [m.text for m in kept] == ["ü" * 20] and cut == 2  # the newest alone is over: its start, never half a character
-    kept, cut = job_messages(payload, Reply("reply"), ("user", "assistant"), JobBounds(max_messages=2, max_bytes=1000))
-    assert [(m.role, m.text, m.source) for m in kept] == [("user", "é" * 40, True), ("user", "ü" * 30, True), ("assistant", "reply", True)]
-    assert cut == 1
-    kept, cut = job_messages(payload, Reply("reply"), ("user",), JobBounds(max_messages=10, max_bytes=1000))
-    assert [m.text for m in kept] == ["context", "é" * 40, "ü" * 30] and cut == 0  # within bounds: the turn as before
 
 
 def extraction_calls(upstream: FakeUpstream) -> list:

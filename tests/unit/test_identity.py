@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest
-from gateway.identity import DEFAULT_TENANT, Identity, bearer_token, identify, key_fingerprint, tenant_for, validate_id
+from gateway.identity import (DEFAULT_TENANT, NO_KEY, PLACEHOLDER_KEY, PLACEHOLDER_KEYS, Identity, bearer_token, identify,
+                              key_fingerprint, key_problem, tenant_for, validate_id)
 
 
 def test_the_fingerprint_is_k_and_16_hex_of_the_keys_sha256() -> None:
@@ -105,3 +107,22 @@ def test_no_usable_user_means_no_user(body: dict) -> None:
 def test_an_invalid_identity_header_is_a_400(header: str) -> None:
     with pytest.raises(BadRequest):
         identify({header: "not valid"}, {}, "none", {})
+
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY_A = "sk-tenant-a-1111111111"
+
+
+@pytest.mark.parametrize("token, expected", [
+    ("", NO_KEY), ("EMPTY", PLACEHOLDER_KEY), ("empty", PLACEHOLDER_KEY), ("Ollama", PLACEHOLDER_KEY), ("sk-no-key-required", PLACEHOLDER_KEY),
+    ("NULL", PLACEHOLDER_KEY), ("sk-proj-8f3a9c1d2e", None), ("ollama-prod-7d1e93", None), (KEY_A, None),
+])
+def test_a_key_that_names_no_caller_is_recognised(token: str, expected: str | None) -> None:
+    assert key_problem(token) == expected
+    assert all(key == key.lower().strip() for key in PLACEHOLDER_KEYS)  # the list is compared lower-cased and trimmed
+
+
+def test_the_readme_lists_exactly_the_placeholder_keys() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = readme.split("Placeholder keys (compared trimmed, ignoring case):", 1)[1].split("\n\n", 1)[0]
+    assert {key.lower() for key in re.findall(r"`([^`]+)`", listed)} == PLACEHOLDER_KEYS

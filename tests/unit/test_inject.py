@@ -213,3 +213,9 @@ def test_appends_to_text_only_after_non_empty_system_text() -> None:
     assert not appends_to_text({"messages": [{"role": "system", "content": [{"type": "text", "text": "x"}]}]})
     assert not appends_to_text({"messages": [{"role": "user", "content": "x"}]})
     assert not appends_to_text({})
+
+
+def test_a_time_out_of_range_renders_undated() -> None:
+    for created_at in (1e300, float("nan"), float("inf"), -1e300):
+        assert render_line(Memory("m", "t", "u", "I like tea", created_at=created_at), "default") == '- (undated, fact) "I like tea"\n'
+    assert render_line(Memory("m", "t", "u", "I like tea", created_at=946684800.0), "compact") == '2000-01-01 "I like tea"\n'
