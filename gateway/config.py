@@ -1,7 +1,8 @@
 """Settings: one frozen object built from defaults, `memgate.toml`, `MEMGATE_*` env vars and flags.
 
-This is the only module that reads `MEMGATE_*` settings from the environment (the admin CLI reads its own
-`MEMGATE_URL` and `MEMGATE_ADMIN_TOKEN`). Every setting is declared once, as a `Settings` field;
+The gateway's settings are read from the environment here only; the admin CLI reads `MEMGATE_URL` and
+`MEMGATE_ADMIN_TOKEN` as a client, and other modules read other programs' variables (tiktoken's cache,
+`MALLOC_ARENA_MAX`). Every setting is declared once, as a `Settings` field;
 `OPTIONS`, and from it the CLI, the env-var lookup and the README table, are derived from those fields.
 """
 

@@ -7,6 +7,8 @@ zeroes what a statement frees; hygiene truncates the WAL)."""
 from __future__ import annotations
 
 import time
+from typing import Sequence
+
 import aiosqlite
 
 from gateway.metrics import MEMORY_WRITE_ACTIONS

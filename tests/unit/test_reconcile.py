@@ -11,7 +11,6 @@ import uuid
 from typing import Any, Sequence
 
 import numpy as np
-import pytest
 
 from gateway.extraction.base import Candidate, ExtractionError
 from gateway.extraction.reconcile import CLOSE, DUPLICATE, Group, Reconciler, Sourced, memory_id
