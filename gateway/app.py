@@ -22,7 +22,8 @@ from gateway.errors import GatewayError, gateway_error_handler, http_exception_h
 from gateway.extraction.service import Extraction
 from gateway.memory.hygiene import Hygiene
 from gateway.inflight import InFlight
-from gateway.memory.service import MemoryLayer, MemoryService
+from gateway.memory.layer import MemoryLayer
+from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.rules_watcher import LiveRules
