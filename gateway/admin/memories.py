@@ -1,91 +1,28 @@
 """Admin API, memories part: `/admin/v1` routes to list tenants and users and to manage one user's memories.
 
-Every route is behind the bearer admin token (`authorized`, also used by the other admin modules);
-with no token configured the routes are not mounted at all, so they answer 404.
+Every route is behind the bearer admin token (see `gateway.admin.guard`); with no token configured
+the routes are not mounted at all, so they answer 404.
 """
 
 from __future__ import annotations
 
 import functools
-import hmac
-import json
 import time
-from typing import Any, Awaitable, Callable
+from typing import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
-from gateway.identity import bearer_token, validate_id
+from gateway.admin.guard import admin_route, json_body, memory_id_of, memory_not_found, opened, scope_of
+from gateway.errors import BadRequest, NotFound
+from gateway.identity import validate_id
 from gateway.memory.service import MemoryService, new_id
-from gateway.memory.fields import MAX_TEXT_CHARS, FieldError, confidence_of, field_of, memory_kind, memory_text, unicode_text
+from gateway.memory.fields import MAX_TEXT_CHARS, confidence_of, field_of, memory_kind, memory_text, unicode_text
 from gateway.metrics import Metrics
-from gateway.proxy import read_body
 from gateway.memory.records import Memory
 
-PREFIX = "/admin/v1"
 MAX_LIMIT = 500
-MAX_BODY_BYTES = 1024 * 1024  # an admin JSON body holds one memory (<= 4000 characters) or a query
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def authorized(request: Request, token: str) -> None:
-    """Raise 401 unless the request carries the admin token (compared in constant time)."""
-    given = bearer_token(request.headers)
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("missing or invalid admin token: send Authorization: Bearer $MEMGATE_ADMIN_TOKEN")
-
-
-def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            authorized(request, token)
-            response = await handler(request)
-        except GatewayError as exc:
-            response = exc.response()
-        except FieldError as exc:  # a memory field refused by the validators import shares
-            response = BadRequest(str(exc), param=exc.param, code=exc.code).response()
-        metrics.requests.labels("admin", str(response.status_code)).inc()
-        return response
-
-    return endpoint
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object", code="invalid_json")
-    return body
-
-
-def scope_of(request: Request) -> tuple[str, str]:
-    return validate_id(request.path_params["tenant"], "tenant"), validate_id(request.path_params["user"], "user")
-
-
-def memory_id_of(request: Request) -> str:
-    return validate_id(request.path_params["id"], "memory id")
-
-
-def opened(memory: Callable[[], MemoryService | None]) -> MemoryService:
-    """The memory service, or 503 while the app's lifespan has not opened it yet."""
-    current = memory()
-    if current is None:
-        raise Unavailable("memory is not open yet; retry shortly")
-    return current
-
-
-def memory_not_found(mid: str) -> NotFound:
-    return NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
-
-
-def admin_route(token: str, metrics: Metrics, path: str, handler: Handler, methods: list[str]) -> Route:
-    """A route under /admin/v1 behind the bearer-token guard."""
-    return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
 
 
 def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics) -> list[Route]:

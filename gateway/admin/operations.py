@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin.memories import admin_route, memory_id_of, memory_not_found, opened, scope_of
+from gateway.admin.guard import admin_route, memory_id_of, memory_not_found, opened, scope_of
 from gateway.errors import BadRequest
 from gateway.metrics import Metrics
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.admin.memories import admin_route, opened
+from gateway.admin.guard import admin_route, opened
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.identity import validate_id
 from gateway.memory.service import MemoryService
