@@ -1,19 +1,21 @@
-"""What every admin route shares: the bearer-token guard, the JSON body, path parameters, and the memory service."""
+"""What every admin route shares: the bearer-token guard, the JSON body, path parameters, and the
+services the app's lifespan opened (read from the request's state)."""
 
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.client_body import read_body
+from gateway.client_body import json_object, read_body
 from gateway.errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
 from gateway.identity import bearer_token, validate_id
+from gateway.extraction.service import Extraction
 from gateway.memory.fields import FieldError
+from gateway.memory.hygiene import Hygiene
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 
@@ -45,14 +47,7 @@ def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object", code="invalid_json")
-    return body
+    return json_object(await read_body(request, MAX_BODY_BYTES))
 
 
 def scope_of(request: Request) -> tuple[str, str]:
@@ -63,12 +58,27 @@ def memory_id_of(request: Request) -> str:
     return validate_id(request.path_params["id"], "memory id")
 
 
-def opened(memory: Callable[[], MemoryService | None]) -> MemoryService:
-    """The memory service, or 503 while the app's lifespan has not opened it yet."""
-    current = memory()
-    if current is None:
+def memory_of(request: Request) -> MemoryService:
+    """The memory service from the lifespan state, or 503 while the lifespan has not opened it yet."""
+    service: MemoryService | None = getattr(request.state, "memory", None)
+    if service is None:
         raise Unavailable("memory is not open yet; retry shortly")
-    return current
+    return service
+
+
+def extraction_of(request: Request) -> Extraction:
+    """The extraction side from the lifespan state, or 503 while the lifespan has not opened it yet."""
+    extraction: Extraction | None = getattr(request.state, "extraction", None)
+    if extraction is None:
+        raise Unavailable("extraction is not running")
+    return extraction
+
+
+def hygiene_of(request: Request) -> Hygiene:
+    """The hygiene runner from the lifespan state (it needs the memory service: 503 the same way)."""
+    memory_of(request)
+    hygiene: Hygiene = request.state.hygiene
+    return hygiene
 
 
 def memory_not_found(mid: str) -> NotFound:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin.guard import admin_route, json_body, memory_id_of, memory_not_found, opened, scope_of
+from gateway.admin.guard import admin_route, json_body, memory_id_of, memory_not_found, memory_of, scope_of
+from gateway.config import Settings
 from gateway.errors import BadRequest, NotFound
 from gateway.identity import validate_id
 from gateway.memory.service import MemoryService, new_id
@@ -25,27 +25,19 @@ from gateway.memory.records import Memory
 MAX_LIMIT = 500
 
 
-def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics) -> list[Route]:
-    """The memories part of the admin API, or nothing when no admin token is configured.
+def routes(settings: Settings, metrics: Metrics) -> list[Route]:
+    """The memories part of the admin API; the memory service comes from the lifespan state (503 before it opens)."""
 
-    `memory` returns the service once the app's lifespan has opened it (503 before that).
-    """
-    if not token:
-        return []
-
-    def service() -> MemoryService:
-        return opened(memory)
-
-    async def known_user(tenant: str, user: str) -> None:
-        if await service().store.count(tenant, user) == 0:
+    async def known_user(service: MemoryService, tenant: str, user: str) -> None:
+        if await service.store.count(tenant, user) == 0:
             raise NotFound(f"no memories for user {user!r} in tenant {tenant!r}", param="user", code="user_not_found")
 
     async def tenants(request: Request) -> Response:
-        return JSONResponse({"tenants": await service().store.tenants()})
+        return JSONResponse({"tenants": await memory_of(request).store.tenants()})
 
     async def users(request: Request) -> Response:
         tenant = validate_id(request.path_params["tenant"], "tenant")
-        found = await service().store.users(tenant)
+        found = await memory_of(request).store.users(tenant)
         if not found:
             raise NotFound(f"no tenant {tenant!r}", param="tenant", code="tenant_not_found")
         return JSONResponse({"users": found})
@@ -60,9 +52,10 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", param="limit", code="invalid_parameter")
         kind = memory_kind(params.get("kind"))
-        await known_user(tenant, user)
+        service = memory_of(request)
+        await known_user(service, tenant, user)
         try:
-            page, cursor = await service().store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
+            page, cursor = await service.store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
         except ValueError:
             raise BadRequest("invalid cursor: pass back the next_cursor of a previous page", param="cursor", code="invalid_parameter") from None
         return JSONResponse({"memories": [m.public() for m in page], "next_cursor": cursor})
@@ -79,7 +72,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             agent_id=validate_id(agent, "agent_id") if agent else None,
             pinned=bool(field_of(body, "pinned", bool)), confidence=1.0 if confidence is None else confidence, created_at=time.time(),
         )
-        await service().write([memory], cause="admin")
+        await memory_of(request).write([memory], cause="admin")
         return JSONResponse(memory.public())
 
     async def search(request: Request) -> Response:
@@ -94,14 +87,15 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             raise BadRequest("field 'top_k' must be from 1 to 100", param="top_k", code="invalid_field")
         agent = field_of(body, "agent_id", str)
         agent = validate_id(agent, "agent_id") if agent is not None else None
-        await known_user(tenant, user)
-        results = await service().search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent)
+        service = memory_of(request)
+        await known_user(service, tenant, user)
+        results = await service.search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent)
         return JSONResponse({"results": [{**m.public(), "score": round(score, 6)} for m, score in results]})
 
     async def get_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
-        memory = await service().store.get(tenant, user, mid)
+        memory = await memory_of(request).store.get(tenant, user, mid)
         if memory is None:
             raise memory_not_found(mid)
         return JSONResponse(memory.public())
@@ -115,7 +109,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: text, kind, pinned and confidence can change", param=sorted(unknown)[0], code="invalid_field")
         if not body:
             raise BadRequest("nothing to update: send text, kind, pinned or confidence", code="missing_field")
-        memory = await service().update(
+        memory = await memory_of(request).update(
             tenant, user, mid, text=memory_text(body, required=False), kind=memory_kind(field_of(body, "kind", str)),
             pinned=field_of(body, "pinned", bool), confidence=confidence_of(body), cause="admin",
         )
@@ -126,11 +120,11 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
     async def delete_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
-        if not await service().delete(tenant, user, mid, cause="admin"):
+        if not await memory_of(request).delete(tenant, user, mid, cause="admin"):
             raise memory_not_found(mid)
         return JSONResponse({"id": mid, "object": "memory", "deleted": True})
 
-    route = functools.partial(admin_route, token, metrics)
+    route = functools.partial(admin_route, settings.admin_token, metrics)
 
     memories = "/tenants/{tenant}/users/{user}/memories"
     return [

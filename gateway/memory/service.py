@@ -25,7 +25,7 @@ from gateway.memory.userlocks import Key, UserLocks
 log = logging.getLogger("memgate.memory")
 
 USAGE_FLUSH_SECONDS = 10.0  # use counts reach LanceDB in one commit per interval, not one per recall
-# Every commit adds a fragment and search cost grows with fragments (DESIGN.md): compact after this many
+# Every commit adds a fragment and search cost grows with fragments: compact after this many
 # commits, or after COMPACT_SECONDS when there were any.
 COMPACT_AFTER_COMMITS = 100
 COMPACT_SECONDS = 600.0
@@ -65,7 +65,9 @@ def text_facts(texts: list[str]) -> list[tuple[int, bool]]:
 class MemoryService:
     """Owns store, embedder and hot tier; every write goes through here so the hot tier stays coherent."""
 
-    def __init__(self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int, tombstones: Tombstones) -> None:
+    def __init__(
+        self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int, tombstones: Tombstones, history: History | None = None,
+    ) -> None:
         # Recall's matrix-vector products are small: a second BLAS thread only fights the event loop and
         # the other workers for the cores (measured 1 ms single-threaded vs 2-5 ms with 2 threads, 10k x 256).
         threadpool_limits(1, user_api="blas")
@@ -75,14 +77,15 @@ class MemoryService:
         self.hot = HotTier(store, hot_users, metrics)
         self.tombstones = tombstones
         self.locks = UserLocks()
-        self.history: History | None = None
+        self.history = history  # None only where no change is recorded (benchmarks)
         self._usage: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._commits = 0
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None) -> MemoryService:
-        """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork."""
+    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None, history: History | None = None) -> MemoryService:
+        """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork;
+        every change is recorded in `history`."""
         from gateway.memory.embed import make_embedder
 
         embedder = await asyncio.to_thread(
@@ -96,7 +99,7 @@ class MemoryService:
             else:
                 await embedder.embed(["dimension probe"])
         store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim, cache_mb=settings.store_cache_mb)
-        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db))
+        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db), history)
         service.start()
         return service
 
