@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
