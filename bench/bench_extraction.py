@@ -55,14 +55,16 @@ def chat(client: httpx.Client, url: str, user: str, text: str, *, mode: str = "r
 def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_user: int, **settings: object) -> tuple[str, int, float, int]:
     """In-process, real parts: the gateway's SQLite queue, MemoryService (LanceDB, local embedder)
     and extractors; the llm one calls the fake upstream over HTTP. Jobs are committed with no
-    workers running, then a queue with 2 workers reopens the file and is timed until flush returns."""
+    workers running, then a queue with 2 workers starts on the file and is timed until flush returns."""
     from gateway.config import Settings
     from gateway.exchange import ChatContext, Reply
     from gateway.extraction.service import Extraction
     from gateway.identity import Identity
+    from gateway.memory.history import History
     from gateway.memory.service import MemoryService
     from gateway.metrics import Metrics
     from gateway.rules import RuleSettings
+    from gateway.sqlite import open_db
     from gateway.upstream import Upstream
 
     base = Settings(upstream_url=upstream.url, data_dir=str(work / name), model_cache=str(MODEL_CACHE), **settings)  # type: ignore[arg-type]
@@ -70,22 +72,23 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
     async def run() -> float:
         metrics = Metrics()
         http = Upstream(base)
-        service = await MemoryService.open(base, metrics, http.client)
-        idle = Extraction(base.replace(extraction_workers=0), metrics, http)
-        await idle.open(service)
+        db = await open_db(base.sqlite_path)
+        history = History(db)
+        service = await MemoryService.open(base, metrics, http.client, history)
+        idle = await Extraction.open(base.replace(extraction_workers=0), metrics, http, db, history, service)
         for i in range(jobs):
             ctx = ChatContext(f"r{i}", Identity("default", f"{name}-u{i // per_user}"), "defaults", RuleSettings(), "m", True, True, api_key=KEY)
             payload = {"messages": [{"role": "user", "content": FACTS[i % len(FACTS)].replace(".", f" {i}.")}]}
             assert await idle.queue.enqueue(ctx, payload, Reply("Noted."))
         await idle.aclose()
         started = time.perf_counter()
-        busy = Extraction(base.replace(extraction_workers=2), Metrics(), http)
-        await busy.open(service)
+        busy = await Extraction.open(base.replace(extraction_workers=2), Metrics(), http, db, history, service)
         assert await busy.queue.flush(600)
         elapsed = time.perf_counter() - started
         state = busy.queue.state()
         assert state["depth"] == 0 and state["completed"] == jobs and state["dead_letters"] == 0, state
         await busy.aclose()
+        await db.close()
         await service.aclose()
         await http.aclose()
         return elapsed

@@ -35,7 +35,8 @@ from gateway.config import load_settings  # noqa: E402
 from gateway.memory.embed import make_embedder  # noqa: E402
 from gateway.exchange import ChatContext  # noqa: E402
 from gateway.identity import Identity, key_fingerprint  # noqa: E402
-from gateway.memory.service import MemoryLayer, MemoryService  # noqa: E402
+from gateway.memory.layer import MemoryLayer  # noqa: E402
+from gateway.memory.service import MemoryService  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.rules import RuleSettings  # noqa: E402
 from gateway.memory.records import Memory  # noqa: E402

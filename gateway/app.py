@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import AsyncIterator
+from typing import AsyncIterator, TypedDict
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,17 +15,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin.memories import admin_routes
-from gateway.admin.transfer import admin_data_routes
+from gateway import admin
 from gateway.config import Settings
 from gateway.errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
 from gateway.extraction.service import Extraction
-from gateway.memory.hygiene import Hygiene
 from gateway.inflight import InFlight
-from gateway.memory.service import MemoryLayer, MemoryService
+from gateway.memory.history import History
+from gateway.memory.hygiene import Hygiene
+from gateway.memory.layer import MemoryLayer
+from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.rules_watcher import LiveRules
+from gateway.sqlite import open_db
 from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.app")
@@ -33,49 +35,58 @@ log = logging.getLogger("memgate.app")
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
+class Opened(TypedDict):
+    """What the lifespan opens; Starlette hands it to every request as `request.state`."""
+
+    memory: MemoryService
+    layer: MemoryLayer
+    extraction: Extraction
+    hygiene: Hygiene
+
+
 def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     """The whole gateway as one ASGI app. Nothing is opened until the lifespan starts."""
     metrics = metrics or Metrics()
     rules = LiveRules(settings.rules, metrics)
     upstream = Upstream(settings)
-    proxy = Proxy(settings, upstream, rules, metrics, memory=None)
-    extraction = Extraction(settings, metrics, upstream)
-    state: dict[str, bool] = {"ready": False}
-    memory: dict[str, MemoryService] = {}  # opened in the lifespan: LanceDB must start after any fork
-    hygiene = Hygiene(settings, metrics, lambda: rules.current, lambda: memory.get("service"))
+    proxy = Proxy(settings, upstream, rules, metrics)
+    ready = False
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[Opened]:
+        nonlocal ready
         loop = asyncio.get_running_loop()
+        # Rules first: a SIGHUP while the embedder loads must reload them, not end the process.
         watcher = asyncio.create_task(rules.watch())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, rules.reload)
-        service = memory["service"] = await MemoryService.open(settings, metrics, upstream.client)
-        await extraction.open(service)  # SQLite queue + history; recovers jobs a crash left running
-        proxy.memory = MemoryLayer(service, metrics, enqueue=extraction.capture)
-        app.state.memory = service
+        db = await open_db(settings.sqlite_path)
+        history = History(db)
+        memory = await MemoryService.open(settings, metrics, upstream.client, history)  # LanceDB must start after any fork
+        extraction = await Extraction.open(settings, metrics, upstream, db, history, memory)  # recovers jobs a crash left running
+        hygiene = Hygiene(settings, metrics, lambda: rules.current, memory)
         hygiene_task = asyncio.create_task(hygiene.periodic())
-        state["ready"] = True
+        ready = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
-            yield
+            yield {"memory": memory, "layer": MemoryLayer(memory, metrics, enqueue=extraction.capture), "extraction": extraction, "hygiene": hygiene}
         finally:
-            state["ready"] = False
+            ready = False
             watcher.cancel()
             hygiene_task.cancel()
             await asyncio.gather(hygiene_task, return_exceptions=True)
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
-            proxy.memory = None
             await extraction.aclose()
-            await service.aclose()
+            await db.close()
+            await memory.aclose()
             await upstream.aclose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if not state["ready"] or upstream.client.is_closed:
+        if not ready or upstream.client.is_closed:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
@@ -88,9 +99,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-        *admin_routes(lambda: memory.get("service"), settings.admin_token, metrics),
-        *extraction.routes(lambda: memory.get("service")),
-        *admin_data_routes(lambda: memory.get("service"), settings.admin_token, metrics, settings.max_body_bytes, hygiene),
+        *admin.routes(settings, metrics),
     ]
     app = Starlette(
         routes=routes,
@@ -100,9 +109,4 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     )
     # Starlette answers `/path/` with a redirect built from the Host header: an open redirect. Paths are exact here.
     app.router.redirect_slashes = False
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.rules = rules
-    app.state.proxy = proxy
-    app.state.extraction = extraction
     return app

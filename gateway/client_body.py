@@ -1,10 +1,12 @@
 """Reading a client's request body with a deadline for each piece: a client that stalls mid-body gets
-a 408 instead of holding a request (and, through it, an upstream connection) open forever."""
+a 408 instead of holding a request (and, through it, an upstream connection) open forever. Also the
+one parser of a JSON-object body (chat completions and the admin API)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+import json
+from typing import Any, AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -73,3 +75,18 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
     if not whole:
         raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
     return body
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """`body` parsed as a JSON object, else a 400 `invalid_json` saying what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid UTF-8", code="invalid_json") from None
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("request body must be a JSON object", code="invalid_json")
+    return payload

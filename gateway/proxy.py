@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.client_body import ClientBody, read_body
+from gateway.client_body import ClientBody, json_object, read_body
 from gateway.config import Settings
 from gateway.errors import BadRequest, GatewayError
 from gateway.exchange import ChatContext, MemoryLayer, memory_modes
@@ -70,12 +70,13 @@ class BodyThenCommit(Response):
 
 
 class Proxy:
-    def __init__(self, settings: Settings, upstream: Upstream, rules: LiveRules, metrics: Metrics, memory: MemoryLayer | None) -> None:
+    """The /v1 handlers; the memory layer of a request comes from the lifespan state (none before it opens)."""
+
+    def __init__(self, settings: Settings, upstream: Upstream, rules: LiveRules, metrics: Metrics) -> None:
         self.settings = settings
         self.upstream = upstream
         self.rules = rules
         self.metrics = metrics
-        self.memory = memory
         self.keyless = KeylessCallers(metrics)
 
     # -- chat completions ---------------------------------------------------------------------
@@ -83,10 +84,11 @@ class Proxy:
     async def chat(self, request: Request) -> Response:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
+        memory: MemoryLayer | None = getattr(request.state, "layer", None)
         try:
             ctx, payload, body = await self._prepare(request, request_id)
-            if ctx.read and self.memory is not None:
-                injected = await self.memory.recall_into(ctx, payload)
+            if ctx.read and memory is not None:
+                injected = await memory.recall_into(ctx, payload)
                 if injected is not None:
                     body = encode_json(injected)
             sent = time.perf_counter()
@@ -99,7 +101,7 @@ class Proxy:
         headers = response_headers(upstream.headers) + self._memory_headers(ctx)
         self.metrics.memory_status.labels(ctx.memory_status).inc()
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-            return self._stream_chat(ctx, payload, upstream, headers, started, sent)
+            return self._stream_chat(ctx, payload, upstream, headers, started, sent, memory)
         try:
             # Raw bytes, not `aread()`: that would decode a gzip body the client asked for and must get as is.
             raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
@@ -111,27 +113,18 @@ class Proxy:
             await upstream.aclose()
         upstream_done = time.perf_counter()
         after: Callable[[], Awaitable[None]] | None = None
-        if ctx.write and self.memory is not None:
+        if ctx.write and memory is not None:
             reply = reply_from_json(raw, upstream.headers.get("content-encoding", "")) if upstream.status_code == 200 else None
             if reply is None:
                 self.metrics.captures_skipped.labels("failed" if upstream.status_code != 200 else "unreadable").inc()
             else:
-                after = functools.partial(self.memory.capture, ctx, payload, reply)
+                after = functools.partial(memory.capture, ctx, payload, reply)
         response = BodyThenCommit(raw, upstream.status_code, headers, after)
         return self._finish("chat", response, started, sent, request_id, upstream_done)
 
     async def _prepare(self, request: Request, request_id: str) -> tuple[ChatContext, dict[str, Any], bytes]:
         body = await read_body(request, self.settings.max_body_bytes, self.settings.client_body_timeout)
-        try:
-            payload = json.loads(body)
-        except UnicodeDecodeError:
-            raise BadRequest("request body is not valid UTF-8", code="invalid_json") from None
-        except ValueError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-        except RecursionError:
-            raise BadRequest("request body is nested too deeply", code="invalid_json") from None
-        if not isinstance(payload, dict):
-            raise BadRequest("request body must be a JSON object", code="invalid_json")
+        payload = json_object(body)
         headers = request.headers
         identity = identify(headers, payload, self.settings.tenant_mode, self.settings.tenants)
         model = payload.get("model") if isinstance(payload.get("model"), str) else ""
@@ -151,51 +144,33 @@ class Proxy:
         return ctx, payload, body
 
     def _stream_chat(
-        self, ctx: ChatContext, payload: dict[str, Any], upstream: httpx.Response, headers: list[tuple[str, str]], started: float, sent: float
+        self, ctx: ChatContext, payload: dict[str, Any], upstream: httpx.Response, headers: list[tuple[str, str]], started: float, sent: float,
+        memory: MemoryLayer | None,
     ) -> Response:
-        capture = StreamCapture() if ctx.write and self.memory is not None and upstream.status_code == 200 else None
-        metrics, memory = self.metrics, self.memory
+        capture = StreamCapture() if ctx.write and memory is not None and upstream.status_code == 200 else None
+        metrics = self.metrics
 
-        async def body() -> AsyncIterator[bytes]:
-            first = True
-            broken: Exception | None = None
-            finished = False
-            try:
-                async for chunk in upstream.aiter_raw():
-                    if first:
-                        metrics.stream_first_byte.observe(time.perf_counter() - started)
-                        first = False
-                    yield chunk
-                    if capture is not None:
-                        capture.feed(chunk)
-                finished = True
-            except (httpx.TransportError, OSError) as exc:
-                broken = exc
-                metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
-                if capture is not None:
-                    capture.failed = True
-            finally:
-                if not finished and broken is None:
-                    self._client_gone("chat", ctx.request_id, started)
-                # Runs on completion and when the client vanishes (the generator is cancelled):
-                # closing returns or drops the upstream connection, cancelling the upstream request.
-                await upstream.aclose()
-            upstream_done = time.perf_counter()
-            if capture is not None and memory is not None:
-                reply = capture.reply()
-                if capture.error is not None:
-                    metrics.captures_skipped.labels("capture_error").inc()
-                    log.warning("could not read the streamed reply: not learning from it", extra={"request_id": ctx.request_id, "error": type(capture.error).__name__})
-                elif reply is None:
-                    metrics.captures_skipped.labels("truncated").inc()
-                else:
-                    await memory.capture(ctx, payload, reply)
-            self._observe("chat", upstream.status_code, started, sent, upstream_done)
-            log.info("request", extra={"request_id": ctx.request_id, "route": "chat", "status": upstream.status_code, "stream": True})
-            if broken is not None:
-                raise broke_off(ctx.request_id, "chat") from broken
+        def first_byte() -> None:
+            metrics.stream_first_byte.observe(time.perf_counter() - started)
 
-        return streaming(body(), upstream.status_code, headers)
+        async def finish(broken: bool) -> None:
+            if capture is None or memory is None:
+                return
+            capture.failed = capture.failed or broken
+            reply = capture.reply()
+            if capture.error is not None:
+                metrics.captures_skipped.labels("capture_error").inc()
+                log.warning("could not read the streamed reply: not learning from it", extra={"request_id": ctx.request_id, "error": type(capture.error).__name__})
+            elif reply is None:
+                metrics.captures_skipped.labels("truncated").inc()
+            else:
+                await memory.capture(ctx, payload, reply)
+
+        body = self._relay(
+            upstream, "chat", ctx.request_id, started, sent,
+            first_byte=first_byte, on_chunk=None if capture is None else capture.feed, finish=finish, log_extra={"stream": True},
+        )
+        return streaming(body, upstream.status_code, headers)
 
     @staticmethod
     def _memory_headers(ctx: ChatContext) -> list[tuple[str, str]]:
@@ -225,28 +200,46 @@ class Proxy:
         if upstream_length is not None and upstream.status_code not in (204, 304):
             # The raw bytes go through unchanged, so the upstream's length holds: downloads keep their size.
             headers.append(("Content-Length", upstream_length))
-        metrics = self.metrics
+        return streaming(self._relay(upstream, "passthrough", request_id, started, sent), upstream.status_code, headers)
 
-        async def body() -> AsyncIterator[bytes]:
-            broken: Exception | None = None
-            finished = False
-            try:
-                async for chunk in upstream.aiter_raw():
-                    yield chunk
-                finished = True
-            except (httpx.TransportError, OSError) as exc:
-                broken = exc
-                metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
-            finally:
-                if not finished and broken is None:
-                    self._client_gone("passthrough", request_id, started)
-                await upstream.aclose()
-            self._observe("passthrough", upstream.status_code, started, sent, time.perf_counter())
-            log.info("request", extra={"request_id": request_id, "route": "passthrough", "status": upstream.status_code})
-            if broken is not None:
-                raise broke_off(request_id, "passthrough") from broken
+    async def _relay(
+        self, upstream: httpx.Response, route: str, request_id: str, started: float, sent: float, *,
+        first_byte: Callable[[], None] | None = None, on_chunk: Callable[[bytes], None] | None = None,
+        finish: Callable[[bool], Awaitable[None]] | None = None, log_extra: dict[str, Any] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The upstream's raw body to the client, then `finish(broken)` and the request's metrics and log.
 
-        return streaming(body(), upstream.status_code, headers)
+        `first_byte` runs as the first chunk arrives, `on_chunk` after each chunk went to the client. A
+        client that leaves is counted as a 499; an upstream that breaks off is counted, then re-raised
+        so the client's response is cut too.
+        """
+        broken: Exception | None = None
+        finished = False
+        try:
+            async for chunk in upstream.aiter_raw():
+                if first_byte is not None:
+                    first_byte()
+                    first_byte = None
+                yield chunk
+                if on_chunk is not None:
+                    on_chunk(chunk)
+            finished = True
+        except (httpx.TransportError, OSError) as exc:
+            broken = exc
+            self.metrics.upstream_errors.labels("stream_" + failure_reason(as_gateway_error(exc))).inc()
+        finally:
+            if not finished and broken is None:
+                self._client_gone(route, request_id, started)
+            # Runs on completion and when the client vanishes (the generator is cancelled):
+            # closing returns or drops the upstream connection, cancelling the upstream request.
+            await upstream.aclose()
+        upstream_done = time.perf_counter()
+        if finish is not None:
+            await finish(broken is not None)
+        self._observe(route, upstream.status_code, started, sent, upstream_done)
+        log.info("request", extra={"request_id": request_id, "route": route, "status": upstream.status_code, **(log_extra or {})})
+        if broken is not None:
+            raise broke_off(request_id, route) from broken
 
     async def _forward_request(self, request: Request, url: str) -> httpx.Response:
         """Open the upstream request of a passthrough route.

@@ -24,9 +24,10 @@ import pytest
 import gateway
 from gateway.extraction import statements
 from gateway.memory import inject, keywords, tokens
-from gateway.extraction.base import Message, looks_like_instruction
+from gateway.extraction.base import Message
 from gateway.extraction.heuristic import extract_statements
 from gateway.extraction.jobs import MAX_TEXT
+from gateway.memory.poisoning import looks_like_instruction
 from gateway.memory.recall import query_text
 
 from .extraction_helpers import flush, memories
@@ -94,7 +95,7 @@ PATTERNS = gateway_patterns()
 def test_the_audit_sees_every_pattern_of_the_user_text_parsers() -> None:
     # A guard on the walk itself: if it found nothing, every test below would pass vacuously.
     names = set(PATTERNS)
-    assert {"extraction.base._INSTRUCTIONS[12]", "extraction.heuristic._SPLIT", "extraction.heuristic._TAIL", "extraction.statements._NEGATION",
+    assert {"memory.poisoning._INSTRUCTIONS[12]", "extraction.heuristic._SPLIT", "extraction.heuristic._TAIL", "extraction.statements._NEGATION",
             "extraction.statements._WORD", "memory.keywords._WORD"} <= names
     assert sum(name.startswith("extraction.heuristic.RULES[") for name in names) >= 20
 

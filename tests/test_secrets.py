@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from starlette.requests import Request
 
-from gateway.admin import memories as admin_module
+from gateway.admin import guard as admin_module
 from gateway.errors import Unauthorized
 from gateway.identity import key_fingerprint
 

@@ -1,114 +1,43 @@
 """Admin API, memories part: `/admin/v1` routes to list tenants and users and to manage one user's memories.
 
-Every route is behind the bearer admin token (`authorized`, also used by the other admin modules);
-with no token configured the routes are not mounted at all, so they answer 404.
+Every route is behind the bearer admin token (see `gateway.admin.guard`); with no token configured
+the routes are not mounted at all, so they answer 404.
 """
 
 from __future__ import annotations
 
 import functools
-import hmac
-import json
 import time
-from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.errors import BadRequest, GatewayError, NotFound, Unauthorized, Unavailable
-from gateway.identity import bearer_token, validate_id
+from gateway.admin.guard import admin_route, json_body, memory_id_of, memory_not_found, memory_of, scope_of
+from gateway.config import Settings
+from gateway.errors import BadRequest, NotFound
+from gateway.identity import validate_id
 from gateway.memory.service import MemoryService, new_id
-from gateway.memory.fields import MAX_TEXT_CHARS, FieldError, confidence_of, field_of, memory_kind, memory_text, unicode_text
+from gateway.memory.fields import MAX_TEXT_CHARS, confidence_of, field_of, memory_kind, memory_text, unicode_text
 from gateway.metrics import Metrics
-from gateway.proxy import read_body
 from gateway.memory.records import Memory
 
-PREFIX = "/admin/v1"
 MAX_LIMIT = 500
-MAX_BODY_BYTES = 1024 * 1024  # an admin JSON body holds one memory (<= 4000 characters) or a query
-Handler = Callable[[Request], Awaitable[Response]]
 
 
-def authorized(request: Request, token: str) -> None:
-    """Raise 401 unless the request carries the admin token (compared in constant time)."""
-    given = bearer_token(request.headers)
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("missing or invalid admin token: send Authorization: Bearer $MEMGATE_ADMIN_TOKEN")
+def routes(settings: Settings, metrics: Metrics) -> list[Route]:
+    """The memories part of the admin API; the memory service comes from the lifespan state (503 before it opens)."""
 
-
-def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            authorized(request, token)
-            response = await handler(request)
-        except GatewayError as exc:
-            response = exc.response()
-        except FieldError as exc:  # a memory field refused by the validators import shares
-            response = BadRequest(str(exc), param=exc.param, code=exc.code).response()
-        metrics.requests.labels("admin", str(response.status_code)).inc()
-        return response
-
-    return endpoint
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object", code="invalid_json")
-    return body
-
-
-def scope_of(request: Request) -> tuple[str, str]:
-    return validate_id(request.path_params["tenant"], "tenant"), validate_id(request.path_params["user"], "user")
-
-
-def memory_id_of(request: Request) -> str:
-    return validate_id(request.path_params["id"], "memory id")
-
-
-def opened(memory: Callable[[], MemoryService | None]) -> MemoryService:
-    """The memory service, or 503 while the app's lifespan has not opened it yet."""
-    current = memory()
-    if current is None:
-        raise Unavailable("memory is not open yet; retry shortly")
-    return current
-
-
-def memory_not_found(mid: str) -> NotFound:
-    return NotFound(f"no memory {mid!r} for this user", param="id", code="memory_not_found")
-
-
-def admin_route(token: str, metrics: Metrics, path: str, handler: Handler, methods: list[str]) -> Route:
-    """A route under /admin/v1 behind the bearer-token guard."""
-    return Route(PREFIX + path, guarded(token, metrics, handler), methods=methods)
-
-
-def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics) -> list[Route]:
-    """The memories part of the admin API, or nothing when no admin token is configured.
-
-    `memory` returns the service once the app's lifespan has opened it (503 before that).
-    """
-    if not token:
-        return []
-
-    def service() -> MemoryService:
-        return opened(memory)
-
-    async def known_user(tenant: str, user: str) -> None:
-        if await service().store.count(tenant, user) == 0:
+    async def known_user(service: MemoryService, tenant: str, user: str) -> None:
+        if await service.store.count(tenant, user) == 0:
             raise NotFound(f"no memories for user {user!r} in tenant {tenant!r}", param="user", code="user_not_found")
 
     async def tenants(request: Request) -> Response:
-        return JSONResponse({"tenants": await service().store.tenants()})
+        return JSONResponse({"tenants": await memory_of(request).store.tenants()})
 
     async def users(request: Request) -> Response:
         tenant = validate_id(request.path_params["tenant"], "tenant")
-        found = await service().store.users(tenant)
+        found = await memory_of(request).store.users(tenant)
         if not found:
             raise NotFound(f"no tenant {tenant!r}", param="tenant", code="tenant_not_found")
         return JSONResponse({"users": found})
@@ -123,9 +52,10 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", param="limit", code="invalid_parameter")
         kind = memory_kind(params.get("kind"))
-        await known_user(tenant, user)
+        service = memory_of(request)
+        await known_user(service, tenant, user)
         try:
-            page, cursor = await service().store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
+            page, cursor = await service.store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
         except ValueError:
             raise BadRequest("invalid cursor: pass back the next_cursor of a previous page", param="cursor", code="invalid_parameter") from None
         return JSONResponse({"memories": [m.public() for m in page], "next_cursor": cursor})
@@ -142,7 +72,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             agent_id=validate_id(agent, "agent_id") if agent else None,
             pinned=bool(field_of(body, "pinned", bool)), confidence=1.0 if confidence is None else confidence, created_at=time.time(),
         )
-        await service().write([memory], cause="admin")
+        await memory_of(request).write([memory], cause="admin")
         return JSONResponse(memory.public())
 
     async def search(request: Request) -> Response:
@@ -157,14 +87,15 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             raise BadRequest("field 'top_k' must be from 1 to 100", param="top_k", code="invalid_field")
         agent = field_of(body, "agent_id", str)
         agent = validate_id(agent, "agent_id") if agent is not None else None
-        await known_user(tenant, user)
-        results = await service().search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent)
+        service = memory_of(request)
+        await known_user(service, tenant, user)
+        results = await service.search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent)
         return JSONResponse({"results": [{**m.public(), "score": round(score, 6)} for m, score in results]})
 
     async def get_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
-        memory = await service().store.get(tenant, user, mid)
+        memory = await memory_of(request).store.get(tenant, user, mid)
         if memory is None:
             raise memory_not_found(mid)
         return JSONResponse(memory.public())
@@ -178,7 +109,7 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
             raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: text, kind, pinned and confidence can change", param=sorted(unknown)[0], code="invalid_field")
         if not body:
             raise BadRequest("nothing to update: send text, kind, pinned or confidence", code="missing_field")
-        memory = await service().update(
+        memory = await memory_of(request).update(
             tenant, user, mid, text=memory_text(body, required=False), kind=memory_kind(field_of(body, "kind", str)),
             pinned=field_of(body, "pinned", bool), confidence=confidence_of(body), cause="admin",
         )
@@ -189,11 +120,11 @@ def admin_routes(memory: Callable[[], MemoryService | None], token: str, metrics
     async def delete_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
-        if not await service().delete(tenant, user, mid, cause="admin"):
+        if not await memory_of(request).delete(tenant, user, mid, cause="admin"):
             raise memory_not_found(mid)
         return JSONResponse({"id": mid, "object": "memory", "deleted": True})
 
-    route = functools.partial(admin_route, token, metrics)
+    route = functools.partial(admin_route, settings.admin_token, metrics)
 
     memories = "/tenants/{tenant}/users/{user}/memories"
     return [

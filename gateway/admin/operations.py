@@ -5,32 +5,28 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin.memories import admin_route, memory_id_of, memory_not_found, opened, scope_of
+from gateway.admin.guard import admin_route, extraction_of, memory_id_of, memory_not_found, memory_of, scope_of
+from gateway.config import Settings
 from gateway.errors import BadRequest
 from gateway.metrics import Metrics
 
 MAX_FLUSH_SECONDS = 600.0
 
 
-def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Callable[[], Any]) -> list[Route]:
-    """Routes for an `Extraction` (opened later, in the lifespan); `memory` returns the MemoryService
-    once open, to tell an unknown memory from one with no recorded changes. None without a token."""
-    if not token:
-        return []
+def routes(settings: Settings, metrics: Metrics) -> list[Route]:
+    """Routes over the `Extraction` and MemoryService of the lifespan state (503 before they open)."""
 
     async def queue_state(request: Request) -> Response:
-        queue, _ = extraction.require_open()
-        return JSONResponse(queue.state())
+        return JSONResponse(extraction_of(request).queue.state())
 
     async def flush(request: Request) -> Response:
         """Returns when every job enqueued before the call is done; `?timeout=` seconds (default 60)."""
-        queue, _ = extraction.require_open()
+        queue = extraction_of(request).queue
         raw = request.query_params.get("timeout", "60")
         try:
             timeout = float(raw)
@@ -42,26 +38,25 @@ def admin_queue_routes(token: str, metrics: Metrics, extraction: Any, memory: Ca
         return JSONResponse({"done": done, **queue.state()}, status_code=200 if done else 504)
 
     async def memory_history(request: Request) -> Response:
-        _, history = extraction.require_open()
+        history = extraction_of(request).history
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
         changes = await history.for_memory(tenant, user, mid)
-        service = memory()
-        if not changes and (service is None or await service.store.get(tenant, user, mid) is None):
+        if not changes and await memory_of(request).store.get(tenant, user, mid) is None:
             raise memory_not_found(mid)
         return JSONResponse({"id": mid, "history": changes})
 
     async def forget_user(request: Request) -> Response:
         """The tombstone, memories and history (MemoryService.forget_user), then queued jobs. Complete
         at once: a batch of the user's still running writes nothing back."""
-        queue, _ = extraction.require_open()
+        queue = extraction_of(request).queue
         tenant, user = scope_of(request)
-        service = opened(memory)
+        service = memory_of(request)
         memories, changes = await service.forget_user(tenant, user)
         jobs = await queue.forget_user(tenant, user)
         return JSONResponse({"tenant": tenant, "user": user, "deleted": {"memories": memories, "history": changes, "jobs": jobs}})
 
-    route = functools.partial(admin_route, token, metrics)
+    route = functools.partial(admin_route, settings.admin_token, metrics)
 
     return [
         route("/queue", queue_state, ["GET"]),

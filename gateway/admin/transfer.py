@@ -13,17 +13,17 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.admin.memories import admin_route, opened
+from gateway.admin.guard import admin_route, hygiene_of, memory_of
+from gateway.config import Settings
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.identity import validate_id
-from gateway.memory.service import MemoryService
 from gateway.memory.fields import confidence_of, count_of, field_of, free_text_of, id_of, memory_kind, memory_text, timestamp_of
 from gateway.metrics import Metrics
 from gateway.memory.records import Memory
@@ -83,13 +83,9 @@ def _vector(row: dict[str, Any], embedder: str, dim: int) -> np.ndarray | None:
     return vector / norm
 
 
-def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, metrics: Metrics, max_body_bytes: int, hygiene: Any) -> list[Route]:
-    """Export, import and hygiene/run, or nothing when no admin token is configured."""
-    if not token:
-        return []
-
-    def service() -> MemoryService:
-        return opened(memory)
+def routes(settings: Settings, metrics: Metrics) -> list[Route]:
+    """Export, import and hygiene/run, over the services of the lifespan state (503 before they open)."""
+    max_body_bytes = settings.max_body_bytes
 
     async def export(request: Request) -> Response:
         params = request.query_params
@@ -98,7 +94,7 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
         if user is not None and tenant is None:
             raise BadRequest("user needs tenant: pass both", param="tenant", code="missing_parameter")
         vectors = params.get("vectors", "false").lower() in ("1", "true", "yes")
-        svc = service()
+        svc = memory_of(request)
 
         async def lines() -> AsyncIterator[str]:
             # One user at a time: memory stays bounded by the largest user, not the whole store.
@@ -110,7 +106,7 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     async def import_(request: Request) -> Response:
-        svc = service()
+        svc = memory_of(request)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
@@ -153,10 +149,9 @@ def admin_data_routes(memory: Callable[[], MemoryService | None], token: str, me
         })
 
     async def hygiene_run(request: Request) -> Response:
-        service()
-        return JSONResponse(await hygiene.run())
+        return JSONResponse(await hygiene_of(request).run())
 
-    route = functools.partial(admin_route, token, metrics)
+    route = functools.partial(admin_route, settings.admin_token, metrics)
 
     return [
         route("/export", export, ["GET"]),

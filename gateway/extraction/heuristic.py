@@ -11,8 +11,9 @@ import asyncio
 import re
 from typing import Callable, Sequence
 
-from gateway.extraction.base import Candidate, Message, looks_like_instruction
+from gateway.extraction.base import Candidate, Message
 from gateway.memory.linebreaks import LINE_BREAK_CLASS
+from gateway.memory.poisoning import looks_like_instruction
 
 # Sentence and clause boundaries. Whitespace runs are matched possessively and only from their first
 # character, so splitting is linear in the text (a run of 8,000 spaces is one step, not 32 million).

@@ -93,7 +93,7 @@ def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float) -
 
 
 class Hygiene:
-    def __init__(self, settings: Settings, metrics: Metrics, rules: Callable[[], RuleSet], memory: Callable[[], MemoryService | None]) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, rules: Callable[[], RuleSet], memory: MemoryService) -> None:
         self.settings = settings
         self.metrics = metrics
         self.rules = rules
@@ -103,9 +103,7 @@ class Hygiene:
     async def run(self) -> dict[str, Any]:
         """One pass over every user, then the erase; returns how many memories each reason removed
         and whether the erase finished."""
-        service = self.memory()
-        if service is None:
-            return {"users": 0, "removed": {reason: 0 for reason in HYGIENE_REASONS}, "erased": True}
+        service = self.memory
         async with self._lock:
             await service.flush_usage()  # recall counts still in memory decide what is "unused"
             removed = {reason: 0 for reason in HYGIENE_REASONS}
@@ -165,8 +163,6 @@ class Hygiene:
             await asyncio.sleep(interval)
             try:
                 await self.run()
-                service = self.memory()
-                if service is not None:  # docs/operations.md (backups) counts on this compaction
-                    await service.store.optimize()
+                await self.memory.store.optimize()  # docs/operations.md (backups) counts on this compaction
             except Exception:
                 log.warning("hygiene pass failed; will retry next interval", exc_info=True)

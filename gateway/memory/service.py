@@ -1,25 +1,22 @@
-"""The memory service every writer goes through (store + embedder + hot tier), and the layer the proxy calls."""
+"""The memory service every writer goes through: store + embedder + hot tier, kept coherent."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from gateway.memory import tokens
 from gateway.config import Settings
-from gateway.exchange import ChatContext, Reply
-from gateway.extraction.base import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.memory.hot import HotTier
-from gateway.memory.inject import appends_to_text, pack, with_block
+from gateway.memory.poisoning import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.metrics import Metrics
-from gateway.memory.recall import Query, core_profile, query_text, rank
+from gateway.memory.recall import Query, rank
 from gateway.memory.records import KINDS, Memory
 from gateway.memory.store import MemoryStore
 from gateway.memory.tombstones import Tombstones
@@ -28,12 +25,10 @@ from gateway.memory.userlocks import Key, UserLocks
 log = logging.getLogger("memgate.memory")
 
 USAGE_FLUSH_SECONDS = 10.0  # use counts reach LanceDB in one commit per interval, not one per recall
-# Every commit adds a fragment and search cost grows with fragments (DESIGN.md): compact after this many
+# Every commit adds a fragment and search cost grows with fragments: compact after this many
 # commits, or after COMPACT_SECONDS when there were any.
 COMPACT_AFTER_COMMITS = 100
 COMPACT_SECONDS = 600.0
-# Past this many prompt bytes an exact token count may take a millisecond: do it in a thread.
-INLINE_COUNT_BYTES = 4_096
 
 class Embedder(Protocol):
     name: str
@@ -70,7 +65,9 @@ def text_facts(texts: list[str]) -> list[tuple[int, bool]]:
 class MemoryService:
     """Owns store, embedder and hot tier; every write goes through here so the hot tier stays coherent."""
 
-    def __init__(self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int, tombstones: Tombstones) -> None:
+    def __init__(
+        self, store: MemoryStore, embedder: Embedder, metrics: Metrics, hot_users: int, tombstones: Tombstones, history: History | None = None,
+    ) -> None:
         # Recall's matrix-vector products are small: a second BLAS thread only fights the event loop and
         # the other workers for the cores (measured 1 ms single-threaded vs 2-5 ms with 2 threads, 10k x 256).
         threadpool_limits(1, user_api="blas")
@@ -80,14 +77,15 @@ class MemoryService:
         self.hot = HotTier(store, hot_users, metrics)
         self.tombstones = tombstones
         self.locks = UserLocks()
-        self.history: History | None = None
+        self.history = history  # None only where no change is recorded (benchmarks)
         self._usage: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._commits = 0
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None) -> MemoryService:
-        """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork."""
+    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None, history: History | None = None) -> MemoryService:
+        """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork;
+        every change is recorded in `history`."""
         from gateway.memory.embed import make_embedder
 
         embedder = await asyncio.to_thread(
@@ -101,7 +99,7 @@ class MemoryService:
             else:
                 await embedder.embed(["dimension probe"])
         store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim, cache_mb=settings.store_cache_mb)
-        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db))
+        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db), history)
         service.start()
         return service
 
@@ -299,77 +297,3 @@ class MemoryService:
         self.tombstones.close()
         await self.store.aclose()
         await self.embedder.aclose()
-
-
-class MemoryLayer:
-    """What the proxy calls: recall and inject before forwarding; capture (the extraction hook) after."""
-
-    def __init__(self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None) -> None:
-        self.service = service
-        self.metrics = metrics
-        self.enqueue = enqueue
-
-    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
-                injected = await self._recall(ctx, payload)
-        except TimeoutError:
-            ctx.memory_status = "timeout"
-            self.metrics.recall_timeouts.inc()
-            return None
-        except Exception:
-            log.warning("recall failed; forwarding without memories", extra={"request_id": ctx.request_id}, exc_info=True)
-            ctx.memory_status = "degraded"
-            return None
-        finally:
-            self.metrics.recall_duration.observe(time.perf_counter() - started)
-        self.metrics.memories_injected.observe(ctx.injected)
-        self.metrics.injected_tokens.observe(ctx.injected_tokens)
-        return injected
-
-    async def _recall(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-        identity, rule, service = ctx.identity, ctx.rule, self.service
-        if not isinstance(payload.get("messages"), list) or identity.user is None:
-            return None
-        entry = await service.hot.get(identity.tenant, identity.user)
-        if len(entry) == 0:
-            return None
-        budget = await self._budget(ctx, payload)
-        if budget <= 0:
-            return None
-        text = query_text(payload)
-        ranked: list[tuple[Memory, float]] = []
-        if text:
-            query = Query.of(text, (await service.embedder.embed([text]))[0])
-            ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
-        core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
-        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appends_to_text(payload))
-        if not packed.memories:
-            return None
-        ctx.injected, ctx.injected_tokens = len(packed.memories), packed.tokens
-        entry.used([m.id for m in packed.memories], time.time())
-        service.used(identity.tenant, identity.user, packed.memories)
-        return with_block(payload, packed)
-
-    @staticmethod
-    async def _budget(ctx: ChatContext, payload: dict[str, Any]) -> int:
-        """The memory budget for this prompt; a long prompt is counted in a thread that stops at its next
-        slice once the recall gives up (its timeout cancels us), so no count outlives its request."""
-        rule = ctx.rule
-        if tokens.prompt_tokens(payload, ctx.model, exact=False) <= INLINE_COUNT_BYTES:
-            return tokens.memory_budget(payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
-        stopped = threading.Event()
-        try:
-            return await asyncio.to_thread(tokens.memory_budget, payload, ctx.model, rule.budget_tokens, rule.budget_ratio, stopped.is_set)
-        finally:
-            stopped.set()
-
-    async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
-        if self.enqueue is None:
-            return
-        try:
-            await self.enqueue(ctx, payload, reply)
-        except Exception:
-            log.warning("could not enqueue the exchange for extraction", extra={"request_id": ctx.request_id}, exc_info=True)
-            ctx.memory_status = "degraded"

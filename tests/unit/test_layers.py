@@ -18,15 +18,6 @@ LAYERS = ("kernel", "memory", "extraction", "edge")  # lowest first
 MAX_TOP_LEVEL_MODULES = 20
 MAX_MODULE_LINES = 400
 
-# Today's violations: to be removed by the wiring change. This list may only shrink:
-# test_no_new_layering_violations fails on anything not here, test_known_violations_still_exist on
-# anything here that is gone (delete it from the list then, until it is empty).
-KNOWN_VIOLATIONS = {
-    "upward: gateway.extraction.service (extraction) -> gateway.admin.operations (edge)",
-    "upward: gateway.memory.service (memory) -> gateway.extraction.base (extraction)",
-}
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -183,14 +174,9 @@ def test_imports_within_a_layer_or_downward_are_fine() -> None:
     assert violations(graph) == set()
 
 
-def test_no_new_layering_violations() -> None:
-    new = violations(import_graph()) - KNOWN_VIOLATIONS
-    assert not new, "new import cycles or upward imports (layers, lowest first: kernel, memory, extraction, edge):\n  " + _listing(new)
-
-
-def test_known_violations_still_exist() -> None:
-    fixed = KNOWN_VIOLATIONS - violations(import_graph())
-    assert not fixed, "these violations are fixed: remove them from KNOWN_VIOLATIONS:\n  " + _listing(fixed)
+def test_no_import_cycle_and_no_upward_import() -> None:
+    found = violations(import_graph())
+    assert not found, "import cycles or upward imports (layers, lowest first: kernel, memory, extraction, edge):\n  " + _listing(found)
 
 
 def test_the_package_top_level_has_at_most_20_modules() -> None:
