@@ -39,6 +39,13 @@ def setting(default: Any, help: str, secret: bool = False, alias: str = "") -> A
     return field(default=default, repr=not secret, metadata={"help": help, "secret": secret, "alias": alias})
 
 
+# Settings that only make sense above zero (a size, a count, a timeout).
+POSITIVE = (
+    "max_body_bytes", "max_connections", "client_header_timeout", "client_body_timeout",
+    "max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = setting("127.0.0.1", "interface to listen on")
@@ -92,11 +99,7 @@ class Settings:
         for name, allowed in (("loop", ("uvloop", "asyncio")), ("http", ("httptools", "h11")), ("upstream_transport", ("aiohttp", "httpx"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        if self.max_body_bytes <= 0 or self.max_connections <= 0:
-            raise ConfigError("max_body_bytes and max_connections must be positive")
-        if self.client_header_timeout <= 0 or self.client_body_timeout <= 0:
-            raise ConfigError("client_header_timeout and client_body_timeout must be positive")
-        for name in ("max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention"):
+        for name in POSITIVE:
             if not getattr(self, name) > 0:  # `not >`: NaN fails too
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
 
