@@ -57,7 +57,7 @@ def assert_openai_error_or_upstream(response: httpx.Response) -> None:
         assert isinstance(error["message"], str) and error["message"]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=bodies, headers=memory_headers)
 def test_any_chat_body_and_memory_headers_get_an_answer_that_is_not_a_500(gateway: Gateway, body: bytes, headers: dict[str, str]) -> None:
     response = httpx.post(gateway.v1 + "/chat/completions", content=body, headers={"Authorization": "Bearer sk-fuzz", **headers}, timeout=30)
@@ -189,7 +189,7 @@ query_params = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     route=st.sampled_from(["add", "search", "list", "get", "patch", "delete", "history", "users", "flush"]),
     body=admin_bodies, user=path_ids, memory_id=path_ids, params=query_params, mine=st.booleans(),
@@ -279,7 +279,7 @@ memory_messages = st.lists(
 )
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(messages=memory_messages, extra=st.fixed_dictionaries({}, optional={"stream": st.booleans(), "max_tokens": json_values, "tools": json_values}))
 def test_any_message_shape_with_memory_on_is_served_never_a_500(gateway: Gateway, owned: dict[str, str], messages: list, extra: dict) -> None:
     messages = [*messages, {"role": "user", "content": "and my bees?"}]  # so recall always has a query and injects

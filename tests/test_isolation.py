@@ -138,7 +138,7 @@ principal = st.tuples(keys, st.booleans(), agents).flatmap(
 )
 
 
-@settings(max_examples=70, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(principals=st.lists(st.tuples(principal, st.lists(texts, min_size=1, max_size=3)), min_size=2, max_size=4))
 def test_admin_writes_are_seen_by_their_owner_only(env: Env, principals) -> None:
     gw, upstream, admin = env.gw, env.upstream, env.admin
@@ -238,7 +238,7 @@ def vec(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scopes=st.lists(st.tuples(any_id, any_id), min_size=2, max_size=5, unique=True))
 def test_store_reads_and_deletes_stay_in_scope_for_any_id(tmp_path_factory: pytest.TempPathFactory, scopes: list[tuple[str, str]]) -> None:
     path = tmp_path_factory.mktemp("store")
