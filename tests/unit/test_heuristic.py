@@ -27,7 +27,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("I work at Acme Corp.", ["User works at Acme Corp"]),
     ("I live in Berlin.", ["User lives in Berlin"]),
     ("I no longer use Jenkins.", ["User no longer uses Jenkins"]),
-    ("I stopped using Jenkins last year.", ["User no longer uses Jenkins last year"]),
+    ("I stopped using Jenkins last year.", ["User no longer uses Jenkins"]),
     ("I'm allergic to peanuts.", ["User is allergic to peanuts"]),
     ("My favorite editor is Neovim.", ["User's favorite editor is Neovim"]),
     ("We decided to use Postgres for the new service.", ["User's team decided to use Postgres for the new service"]),
