@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from gateway.extraction.patterns import TRANSIENT, Found, household_or_team as _who
-from gateway.extraction.rewrite import obj, subject, third_person
+from gateway.extraction.rewrite import obj, third_person
 
 _ADVERBS = ("now|still|also|usually|mostly|mainly|often|always|never|only|just|really|actually|currently|generally|typically|sometimes|"
             "rarely|basically|primarily|even|already|regularly|normally|occasionally|seriously|severely|totally|definitely|certainly")
@@ -27,7 +27,8 @@ _STOP = frozenset(
     "ask say tell look expect thank love like hate prefer use find fix build test check add make call send show give "
     "put open install update change create delete remove stop tried found ran made asked said told looked meant saw tested "
     "checked added fixed wrote updated changed installed built created deleted removed noticed realized realised thought figured "
-    "got went came did let please mind suggest recommend sort plan intend decide choose reckon assume guess agree promise".split()
+    "got went came let please mind suggest recommend sort plan intend decide choose reckon assume click copy paste type press import "
+    "export print return pass set load save upload download compile execute debug refactor rename merge push pull commit clone".split()
 )
 # Verbs that may take no object: "I knit", "I don't drive".
 _INTRANSITIVE = frozenset("knit garden cook bake swim cycle bike surf climb ski snowboard paint draw sing dance meditate smoke drink drive "
@@ -43,7 +44,7 @@ _STATES = frozenset(
     "going gonna trying looking wondering curious sure just so very really here back done ready sorry glad happy afraid thinking asking "
     "confused stuck having getting feeling about still tired hungry busy fine ok okay good great well bored interested excited testing "
     "writing building reading migrating moving switching able unable aware all kind pretty quite too almost nearly also having seeing "
-    "trying hoping wanting needing struggling working using planning afk off up down right wrong lost late early going".split()
+    "hoping wanting needing struggling working using planning afk off up down right wrong lost late early".split()
 )
 _OBJECTS_OF_THE_MOMENT = re.compile(r"^(?:time|access|permission|idea|clue|a clue|any idea|a minute|a second|a moment)\b", re.I)
 

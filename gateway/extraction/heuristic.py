@@ -15,11 +15,9 @@ from gateway.extraction.answers import answer_preference
 from gateway.extraction.base import Candidate, Message
 from gateway.extraction.clauses import clause
 from gateway.extraction.patterns import RULES, TRANSIENT, Found
-from gateway.extraction.rewrite import obj, third_person, without_tail
+from gateway.extraction.rewrite import obj, without_tail
 from gateway.memory.linebreaks import LINE_BREAK_CLASS
 from gateway.memory.poisoning import looks_like_instruction
-
-__all__ = ["RULES", "HeuristicExtractor", "extract_statements", "third_person"]
 
 # Sentence and clause boundaries. Whitespace runs are matched possessively and only from their first
 # character, so splitting is linear in the text (a run of 8,000 spaces is one step, not 32 million).

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from gateway.exchange import Reply
 from gateway.extraction.base import Message
-from gateway.extraction.heuristic import HeuristicExtractor, extract_statements, third_person
+from gateway.extraction.heuristic import HeuristicExtractor, extract_statements
+from gateway.extraction.rewrite import third_person
 from gateway.extraction.jobs import JobBounds, job_messages
 from gateway.memory.poisoning import looks_like_instruction
 
