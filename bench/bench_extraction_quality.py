@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,22 @@ def table(title: str, selected: list[dict]) -> Score:
     return total
 
 
+def timing(selected: list[dict], repeat: int = 20) -> None:
+    """Time to extract from one statement (the worker thread's CPU cost per message), median of `repeat` runs each."""
+    per_row = []
+    for row in selected:
+        messages = [Message("user", row["text"])]
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            extract_statements(messages)
+            runs.append(time.perf_counter() - started)
+        per_row.append(statistics.median(runs) * 1e6)
+    per_row.sort()
+    p99 = per_row[min(len(per_row) - 1, int(0.99 * len(per_row)))]
+    print(f"\nextraction time per statement: p50 {statistics.median(per_row):.0f} us, p99 {p99:.0f} us ({len(per_row)} statements)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true", help="list the dev set's misses and false memories")
@@ -116,6 +134,7 @@ def main() -> None:
     dev = table("dev", rows("dev"))
     if args.heldout:
         table("held-out", rows("heldout"))
+    timing(rows())
     if args.misses:
         print("\nmisses:", *dev.misses, sep="\n  ")
         print("\nfalse memories:", *dev.false, sep="\n  ")

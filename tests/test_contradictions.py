@@ -1,6 +1,7 @@
 """A statement that changes a fact supersedes the old memory, end to end: the user says the old fact,
 later the new one (the heuristic extractor, the shipped rules), the queue is flushed, and the system
-message the upstream receives for the next request carries the new fact and never the old one."""
+message the upstream receives for the next request carries the new fact and never the old one, whether
+the change came in a later conversation or in the same one (then both may be extracted in one batch)."""
 
 from __future__ import annotations
 
@@ -56,15 +57,19 @@ def test_a_changed_fact_supersedes_the_old_one_and_only_the_new_one_is_injected(
     assert [change["action"] for change in history(gw, user, old["id"])] == ["add", "supersede"]
 
 
-def test_a_fact_and_its_correction_in_one_conversation_leave_only_the_correction(gw: Gateway, upstream: FakeUpstream) -> None:
-    first = [{"role": "user", "content": "I'm allergic to penicillin."}, {"role": "assistant", "content": "Noted."}]
-    say(gw, "same-talk", "I'm allergic to penicillin.")
-    say(gw, "same-talk", "Sorry, I'm not allergic to penicillin, the test was negative.", history=first)
+@pytest.mark.parametrize("user,before,after,question,told,stale", CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_fact_and_its_change_in_one_conversation_leave_only_the_change(
+    gw: Gateway, upstream: FakeUpstream, user: str, before: str, after: str, question: str, told: str, stale: str
+) -> None:
+    user = "talk-" + user
+    say(gw, user, before)
+    say(gw, user, after, history=[{"role": "user", "content": before}, {"role": "assistant", "content": "Noted."}])
     flush(gw)
-    assert texts(gw, "same-talk") == ["User is not allergic to penicillin"]
-    say(gw, "same-talk", "Is penicillin safe for me?")
+    say(gw, user, question)
     block = system_text(upstream.last_chat())
-    assert "User is not allergic to penicillin" in block and "User is allergic" not in block
+    assert told in block
+    assert stale not in block
+    assert all(stale not in text for text in texts(gw, user))
 
 
 def test_a_move_said_with_a_relative_time_is_stored_without_it(gw: Gateway) -> None:

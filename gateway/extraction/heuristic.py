@@ -1,8 +1,10 @@
 """The offline extractor: first-person statements of facts, preferences, plans, decisions and identity,
 rewritten as short third-person statements ("I prefer Terraform" -> "User prefers Terraform").
 
-It is deliberately conservative: questions, hypotheticals, requests and anything instruction-like are
-skipped, and the assistant's suggestions count only when the user's whole reply accepts one.
+It is deliberately conservative: questions, hypotheticals, requests about the task at hand, quoted text
+and anything instruction-like are skipped, and the assistant's suggestions count only when the user's
+whole reply accepts one. The sentence shapes live in `patterns`, the fallback for plain clauses in
+`clauses`, standing requests about answers in `answers`.
 """
 
 from __future__ import annotations
