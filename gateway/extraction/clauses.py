@@ -36,6 +36,10 @@ _INTRANSITIVE = frozenset("knit garden cook bake swim cycle bike surf climb ski 
 # Past events that stay true about the user ("I joined Google in March", "I grew up in Ohio").
 _EVENTS = frozenset("joined started left graduated retired married adopted moved switched relocated grew studied quit stopped dropped ditched "
                     "replaced migrated sold bought became finished lost had immigrated emigrated divorced trained served lived worked".split())
+# Irregular past forms of everyday verbs: what the user did a moment ago, not who they are.
+_PAST = frozenset("sent took gave brought caught put set let felt kept slept spent meant met paid heard held stood understood forgot broke "
+                  "chose drove ate drank fell flew hid rode rose sang spoke stole swam threw woke wore won began wrote ran found made did "
+                  "saw told said thought built went came got tried".split())
 # Progressive forms that describe the user's life, not what they are doing at the keyboard.
 _ONGOING = frozenset("training learning studying expecting doing raising renting living teaching fasting recovering volunteering taking "
                      "running retiring homeschooling saving coaching playing practicing practising using working coding programming".split())
@@ -46,6 +50,8 @@ _STATES = frozenset(
     "writing building reading migrating moving switching able unable aware all kind pretty quite too almost nearly also having seeing "
     "hoping wanting needing struggling working using planning afk off up down right wrong lost late early".split()
 )
+# "I read somewhere that ...", "I heard that ...": what someone else said.
+_HEARSAY = re.compile(r"^(?:somewhere|that|online)\b", re.I)
 _OBJECTS_OF_THE_MOMENT = re.compile(r"^(?:time|access|permission|idea|clue|a clue|any idea|a minute|a second|a moment)\b", re.I)
 
 
@@ -106,7 +112,7 @@ def _being(m: re.Match[str]) -> Found | None:
 
 def _present(m: re.Match[str]) -> Found | None:
     verb, value = m["v"].lower(), obj(m["x"] or "")
-    if verb in _STOP or verb.endswith(("ing", "n't")) or (not value and verb not in _INTRANSITIVE):
+    if verb in _STOP or verb in _PAST or verb.endswith(("ing", "n't")) or (not value and verb not in _INTRANSITIVE) or _HEARSAY.match(value):
         return None
     if verb.endswith("ed") or verb in _EVENTS:
         if verb not in _EVENTS:

@@ -53,6 +53,8 @@ _DEICTIC = re.compile(
 _VAGUE = re.compile(r"^(?:a bit|a little|a lot|a fan of this|an idiot)\b", re.I)
 # Said with a roll of the eyes: "yeah right, I'm a genius", "oh great, I just love when my build breaks".
 _SARCASM = re.compile(r"^(?:yeah,? right|oh,? (?:great|sure|joy|wonderful|fantastic|i just (?:love|adore))|wow,? i (?:just )?love)\b", re.I)
+# Something about this moment ("a meeting in 5 minutes", "tonight"): stale before it could be recalled.
+_MOMENT = re.compile(r"\b(?:today|tonight|this (?:morning|afternoon|evening)|right now|in (?:a|an|\d+|a few) (?:seconds?|minutes?|hours?))\b", re.I)
 _QUOTES = re.compile(r"[\"\u201c\u201d]")
 MAX_OBJECT_WORDS = 12
 
@@ -80,7 +82,8 @@ def _from_sentence(sentence: str) -> Found | None:
         if match:
             return _checked(build(match), match.groupdict().get("x") or "")
     generic = clause(sentence)
-    return None if generic is None else _checked(generic, generic[0])
+    # A plain clause is the least certain shape: the whole statement, afterthought included, must not point at the conversation.
+    return None if generic is None or _DEICTIC.search(sentence) else _checked(generic, generic[0])
 
 
 def _checked(found: Found | None, value: str) -> Found | None:
@@ -88,7 +91,7 @@ def _checked(found: Found | None, value: str) -> Found | None:
     if found is None or not 2 <= len(found[0].split()) <= MAX_OBJECT_WORDS + 3 or looks_like_instruction(found[0]):
         return None
     value = without_tail(value)
-    if _DEICTIC.search(value) or _VAGUE.match(value) or "the assistant" in found[0]:
+    if _DEICTIC.search(value) or _VAGUE.match(value) or _MOMENT.search(value) or "the assistant" in found[0]:
         return None
     if found[0].startswith("User has ") and (TRANSIENT - {"bad", "guess", "pleasure"}) & set(value.lower().split()):
         return None

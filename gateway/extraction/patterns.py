@@ -21,7 +21,8 @@ NOT_STATE = (
 TRANSIENT = frozenset(
     "question questions problem issue code error errors bug point guess bad pleasure function script query test tests build program output "
     "result results answer request data file files class method list table repo dataset dataframe project snippet loop array string "
-    "variable column row endpoint app page server site website preference".split()
+    "variable column row endpoint app page server site website preference segfault crash crashes exception exceptions warning warnings "
+    "traceback stacktrace".split()
 )
 # People whose own tastes and plans are theirs, not the user's ("my friend likes Vue").
 OTHERS = frozenset("friend friends coworker coworkers co-worker colleague colleagues roommate roommates neighbor neighbour neighbors neighbours "

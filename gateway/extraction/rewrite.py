@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # The start of a reason or afterthought ("..., because ...", "... and I ..."): cut by `without_tail`.
-_TAIL = re.compile(r",\s?(?:so|which|the|it|that|as)\b|[\s,](?:because|since|but|so that|though|although|and (?:I|I'm|getting|having|trying|seeing|it|now|then|when))\b", re.I)
+_TAIL = re.compile(r",\s?(?:so|which|the|it|that|as)\b|[\s,](?:because|since|but|so that|so|though|although|and (?:I|I'm|getting|having|trying|seeing|it|now|then|when))\b", re.I)
 _PRONOUNS = [
     (re.compile(r"\bI'm\b"), "they're"), (re.compile(r"\bI\b"), "they"), (re.compile(r"\bmy\b", re.I), "their"),
     (re.compile(r"\bmine\b", re.I), "theirs"), (re.compile(r"\bmyself\b", re.I), "themselves"), (re.compile(r"\bme\b", re.I), "them"),
