@@ -95,7 +95,7 @@ PATTERNS = gateway_patterns()
 def test_the_audit_sees_every_pattern_of_the_user_text_parsers() -> None:
     # A guard on the walk itself: if it found nothing, every test below would pass vacuously.
     names = set(PATTERNS)
-    assert {"memory.poisoning._INSTRUCTIONS[12]", "extraction.heuristic._SPLIT", "extraction.heuristic._TAIL", "extraction.statements._NEGATION",
+    assert {"memory.poisoning._INSTRUCTIONS[12]", "extraction.heuristic._SPLIT", "extraction.rewrite._TAIL", "extraction.statements._NEGATION",
             "extraction.statements._WORD", "memory.keywords._WORD"} <= names
     assert sum(name.startswith("extraction.heuristic.RULES[") for name in names) >= 20
 

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import numpy as np
 
 from gateway.extraction.base import Candidate, ExtractionError
-from gateway.extraction.statements import adds_nothing, conflicts, normalised
+from gateway.extraction.statements import adds_nothing, conflicts, normalised, opposed
 from gateway.memory.records import Memory
 
 log = logging.getLogger("memgate.reconcile")
@@ -28,6 +28,7 @@ log = logging.getLogger("memgate.reconcile")
 NAMESPACE = uuid.UUID("6f1c2a52-3c1e-4d8e-9b43-5b7d3f0e2a61")
 DUPLICATE = 0.97  # cosine above which two statements are the same whatever their words
 CLOSE = 0.85  # cosine above which a candidate adding no new content word restates an old memory
+OPPOSED = 0.7  # cosine above which a denial and an affirmation sharing a content word are about the same thing
 AMBIGUOUS = 0.7  # cosine above which a case the text rules leave open goes to the judge (llm extractor only)
 NEIGHBOURS = 8
 
@@ -118,7 +119,7 @@ class Reconciler:
             neighbours = [(m, s) for m, s in found if m.agent_id == agent and m.id not in replaced]
             neighbours += [(m, float(np.dot(m.vector, vector))) for m in new]
             same = next((m for m, score in neighbours if _same(c.text, m.text, score)), None)
-            stale = [m for m, _ in neighbours if m is not same and conflicts(c.text, m.text)]
+            stale = [m for m, score in neighbours if m is not same and contradicts(c.text, m.text, score)]
             if same is None and not stale and group.judge is not None:
                 same, stale = await _ask(group.judge, c.text, [m for m, score in neighbours if score >= AMBIGUOUS])
             if same is None:
@@ -157,9 +158,15 @@ async def _ask(judge: Callable[[str, Sequence[str]], Awaitable[tuple[str, int]]]
     return None, []
 
 
+def contradicts(new: str, old: str, score: float) -> bool:
+    """True when `new` replaces `old`: the text rules say so, or the two are close in meaning and one
+    denies what the other affirms."""
+    return conflicts(new, old) or (score >= OPPOSED and opposed(new, old))
+
+
 def _same(new: str, old: str, score: float) -> bool:
     if normalised(new) == normalised(old):
         return True
-    if conflicts(new, old):
+    if contradicts(new, old, score):
         return False  # close in meaning is not the same when the slot's value changed
     return score >= DUPLICATE or (score >= CLOSE and adds_nothing(new, old))

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gateway.extraction.base import Candidate, ExtractionError
-from gateway.extraction.reconcile import CLOSE, DUPLICATE, Group, Reconciler, Sourced, memory_id
+from gateway.extraction.reconcile import CLOSE, DUPLICATE, OPPOSED, Group, Reconciler, Sourced, memory_id
 from gateway.memory.records import Memory
 
 DIM = 8
@@ -186,6 +186,23 @@ def test_a_new_value_of_a_slot_supersedes_the_old_one() -> None:
     assert [m.text for m in plan.new] == ["User lives in Berlin"]
     assert [(o.id, s.text) for o, s, _ in plan.replace] == [(old.id, "User lives in Berlin")]
     assert active(memory) == ["User lives in Berlin"]
+
+
+def test_a_close_denial_of_what_an_old_memory_affirms_supersedes_it() -> None:
+    base = unit(1, 0, 0)
+    memory = FakeMemory({"User loves Java": base, "User dislikes Java": at_cosine(base, OPPOSED + 0.02)})
+    old = memory.existing("User loves Java")
+    plan = apply(memory, group("User dislikes Java"))
+    assert [(o.id, s.text) for o, s, _ in plan.replace] == [(old.id, "User dislikes Java")]
+    assert active(memory) == ["User dislikes Java"]
+
+
+def test_a_distant_denial_sharing_a_word_supersedes_nothing() -> None:
+    base = unit(1, 0, 0)
+    memory = FakeMemory({"User loves Java": base, "User dislikes Java": at_cosine(base, OPPOSED - 0.05)})
+    memory.existing("User loves Java")
+    plan = apply(memory, group("User dislikes Java"))
+    assert plan.replace == [] and active(memory) == ["User dislikes Java", "User loves Java"]
 
 
 def test_new_rows_are_written_before_anything_is_superseded() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.extraction.statements import adds_nothing, conflicts, negated_object, normalised, slot, words
+from gateway.extraction.statements import adds_nothing, conflicts, negated_object, normalised, opposed, slot, words
 
 
 def test_normalised_ignores_case_punctuation_and_filler_words() -> None:
@@ -63,12 +63,17 @@ def test_empty_text_adds_nothing() -> None:
     ("User uses Slack", ("user", "does", "use", "slack")),
     ("User likes cats", ("user", "does", "like", "cats")),
     ("The user lives in Oslo", ("user", "lives_in")),
+    ("User moved to Lisbon", ("user", "lives_in")),
+    ("User joined Stripe", ("user", "works_at")),
+    ("User is a vegetarian", ("user", "is", "vegetarian")),
+    ("User is no longer vegetarian", ("user", "is", "vegetarian")),
+    ("User is not allergic to penicillin", ("user", "is", "allergic to penicillin")),
 ])
 def test_slot_names_what_a_statement_is_about(text: str, expected: tuple[str, ...]) -> None:
     assert slot(text) == expected
 
 
-@pytest.mark.parametrize("text", ["User is a vegetarian", "User has two kids", "User prefers Vim", "", "Paris is nice", "User's kids are playing"])
+@pytest.mark.parametrize("text", ["User has two kids", "User prefers Vim", "", "Paris is nice", "User's kids are playing"])
 def test_statements_outside_every_slot_fill_none(text: str) -> None:
     assert slot(text) is None
 
@@ -132,3 +137,48 @@ def test_nothing_conflicts_with_itself(text: str) -> None:
 def test_slot_conflicts_are_symmetric_for_non_negations(a: str, b: str) -> None:
     if negated_object(a) is None and negated_object(b) is None:
         assert conflicts(a, b) == conflicts(b, a)
+
+
+# -- changes of fact the issue named (issue 13): each new statement replaces the old one --------------
+
+@pytest.mark.parametrize("new,old", [
+    ("User prefers Pulumi over Terraform", "User prefers Terraform over CloudFormation"),
+    ("User prefers Terraform over CloudFormation", "User prefers Pulumi over Terraform"),
+    ("User moved to Lisbon", "User lives in Berlin"),
+    ("User has three kids", "User has two kids and a dog"),
+    ("User has 3 children", "User has two kids"),
+    ("User's team switched to Teams", "User uses Slack"),
+    ("User switched from VS Code to Neovim", "User uses VS Code"),
+    ("User uses Neovim", "User's team uses VS Code for everything"),
+    ("User's team switched from Jenkins to GitHub Actions", "User's team uses Jenkins"),
+    ("User is not allergic to penicillin", "User is allergic to penicillin"),
+    ("User is allergic to penicillin", "User is not allergic to penicillin"),
+    ("User has a peanut allergy", "User is allergic to peanuts"),
+    ("User is no longer vegetarian", "User is vegetarian"),
+    ("User no longer eats meat", "User eats meat every day"),
+    ("User works at Stripe", "User works at Acme as a data engineer"),
+    ("User prefers that the assistant always answer in English", "User prefers that the assistant always answer in French"),
+])
+def test_a_changed_fact_conflicts_with_the_old_one(new: str, old: str) -> None:
+    assert conflicts(new, old)
+
+
+@pytest.mark.parametrize("new,old", [
+    ("User uses Python", "User uses Slack"),
+    ("User uses Slack and Discord", "User uses Mattermost"),  # two chat tools at once: neither replaces the old one
+    ("User has two cats", "User has two kids"),
+    ("User is a nurse", "User is vegetarian"),
+    ("User is allergic to bees", "User is allergic to penicillin"),
+    ("User prefers tea over coffee", "User prefers Terraform over CloudFormation"),
+    ("User's daughter Emma turns 7 on March 3", "User has two kids"),
+    ("User has a bad knee", "User has a peanut allergy"),
+])
+def test_facts_about_different_things_do_not_conflict(new: str, old: str) -> None:
+    assert not conflicts(new, old)
+
+
+def test_opposed_statements_deny_and_affirm_the_same_content_word() -> None:
+    assert opposed("User dislikes Java", "User loves Java")
+    assert not opposed("User dislikes Java", "User loves Kotlin")
+    assert not opposed("User loves Java", "User loves Java a lot")
+    assert not opposed("User's team dislikes Java", "User loves Java")
