@@ -27,6 +27,7 @@ from gateway.observability.genai import provider_name, response_attributes, serv
 
 PROPAGATOR = TraceContextTextMapPropagator()
 TRACE_HEADERS = ("traceparent", "tracestate")
+RAW_TRACE_HEADERS = (b"traceparent", b"tracestate")
 MAX_MODEL_IN_NAME = 128  # the model is the caller's string: a span name stays short whatever it is
 # The upstream calls of the request being served: one still open when the request ends (its client left mid-stream) is ended then.
 OPEN_CALLS: contextvars.ContextVar[list[UpstreamCall] | None] = contextvars.ContextVar("memgate_open_calls", default=None)
@@ -76,16 +77,14 @@ class ServerSpans:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        carrier = {}
-        for name, value in scope["headers"]:
-            lowered = name.decode("latin-1").lower()
-            if lowered in TRACE_HEADERS and lowered not in carrier:
-                carrier[lowered] = value.decode("latin-1")
-        parent = PROPAGATOR.extract(carrier)
+        carrier: dict[str, str] = {}
+        for name, value in scope["headers"]:  # ASGI header names are lower-case bytes
+            if name in RAW_TRACE_HEADERS:
+                carrier.setdefault(name.decode(), value.decode("latin-1"))
+        parent = PROPAGATOR.extract(carrier) if carrier else None
         method = scope["method"]
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes={
             "http.request.method": method, "url.path": scope["path"], "url.scheme": scope.get("scheme", "http"),
-            "network.protocol.version": scope.get("http_version", "1.1"),
         })
         status: list[int] = []
 
@@ -111,10 +110,9 @@ class ServerSpans:
             route = getattr(scope.get("route"), "path", None)
             if route:
                 span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-            if status:
-                span.set_attribute("http.response.status_code", status[0])
-                if status[0] >= 500:
+            if span.is_recording():
+                span.set_attributes({**({"http.route": route} if route else {}), **({"http.response.status_code": status[0]} if status else {})})
+                if status and status[0] >= 500:
                     _fail(span, str(status[0]))
             span.end()
 
@@ -129,9 +127,7 @@ class UpstreamCall(NoUpstreamCall):
     def start(self, model: str, url: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         t = self.tracing
         name = f"chat {model[:MAX_MODEL_IN_NAME]}" if model else "chat"
-        self.span = span = t.tracer.start_span(name, kind=SpanKind.CLIENT, attributes={
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": t.provider, "gen_ai.request.model": model, **t.server,
-        })
+        self.span = span = t.tracer.start_span(name, kind=SpanKind.CLIENT, attributes={**t.chat_attributes, "gen_ai.request.model": model})
         unfinished = OPEN_CALLS.get()
         if unfinished is not None:
             unfinished.append(self)
@@ -150,11 +146,10 @@ class UpstreamCall(NoUpstreamCall):
             elif error is not None:
                 _fail(span, type(error).__name__, str(error))
             if status is not None:
-                span.set_attribute("http.response.status_code", status)
                 if status >= 400:
                     _fail(span, str(status))
-                elif body is not None:
-                    span.set_attributes(response_attributes(body, encoding))
+                attributes = response_attributes(body, encoding) if body is not None and status < 400 else {}
+                span.set_attributes({"http.response.status_code": status, **attributes})
         span.end()
 
 
@@ -167,7 +162,8 @@ class OtelTracing(NoTracing):
         self.sdk = sdk
         self.tracer = sdk.get_tracer("memgate")
         self.provider = provider_name(settings.upstream_base, settings.genai_provider_name)
-        self.server = server_attributes(settings.upstream_base)
+        # The same on every upstream call: built once.
+        self.chat_attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": self.provider, **server_attributes(settings.upstream_base)}
         self.capture_content = capture_content
 
     @classmethod
