@@ -123,7 +123,7 @@ def start_gateway(work: Path, upstream_port: int, settings: dict[str, str], name
     args = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
             "--rules", str(rules), "--data-dir", str(work / f"data-{name}")]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(work / f"gateway-{name}.log", "wb"), stderr=subprocess.STDOUT)
-    wait_http(f"http://127.0.0.1:{port}/readyz")
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)  # a loaded 2-core host can take a while to import LanceDB
     return proc, port
 
 

@@ -85,6 +85,15 @@ def test_a_chat_request_continues_the_callers_trace_and_sends_its_client_span_up
     assert sent["tracestate"] == "vendor=abc"
 
 
+def test_other_v1_requests_are_server_spans_whose_context_goes_upstream(gw: Gateway, upstream: FakeUpstream, receiver: OtlpReceiver) -> None:
+    trace_id, caller_span, traceparent = caller_context()
+    response = httpx.get(gw.v1 + "/models", headers={"Authorization": f"Bearer {KEY}", "traceparent": traceparent}, timeout=30)
+    assert response.status_code == 200
+    server = in_trace(receiver, "memgate-traced", trace_id, "GET /v1/{path:path}")
+    assert (server.kind, server.parent_span_id, server.attributes["url.path"]) == ("SERVER", caller_span, "/v1/models")
+    assert upstream.received[-1].headers["traceparent"] == f"00-{trace_id}-{server.span_id}-01"
+
+
 def test_a_stream_gets_its_spans_when_it_ends(gw: Gateway, receiver: OtlpReceiver) -> None:
     trace_id, _, traceparent = caller_context()
     chunks = client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Stream please."}], stream=True,
@@ -97,14 +106,14 @@ def test_a_stream_gets_its_spans_when_it_ends(gw: Gateway, receiver: OtlpReceive
 
 def test_recall_and_learning_are_memory_spans_linked_to_their_request_without_memory_text(gw: Gateway, receiver: OtlpReceiver) -> None:
     trace_id, _, traceparent = caller_context()
-    chat(gw, "una", SECRET_FACT + ".", traceparent)
+    chat(gw, "una-7f3k", SECRET_FACT + ".", traceparent)
     teacher = in_trace(receiver, "memgate-traced", trace_id, "POST /v1/chat/completions")
     flush(gw)
     [created] = receiver.wait_for(lambda s: s.service == "memgate-traced" and s.name == "create_memory" and (trace_id, teacher.span_id) in s.links)
     assert created.attributes["gen_ai.operation.name"] == "create_memory" and created.attributes["memgate.memory.count"] == 1
 
     recall_trace, _, traceparent = caller_context()
-    chat(gw, "una", "Where do I live?", traceparent)
+    chat(gw, "una-7f3k", "Where do I live?", traceparent)
     server = in_trace(receiver, "memgate-traced", recall_trace, "POST /v1/chat/completions")
     search = in_trace(receiver, "memgate-traced", recall_trace, "search_memory")
     assert search.parent_span_id == server.span_id
@@ -113,7 +122,9 @@ def test_recall_and_learning_are_memory_spans_linked_to_their_request_without_me
         "gen_ai.operation.name": "search_memory", "gen_ai.memory.search.result.count": 1, "memgate.recall.status": "ok",
         "memgate.recall.top_k": RuleSettings().top_k, "memgate.recall.timeout_ms": 5000}  # the test harness's recall timeout
     spans = [s for s in receiver.spans if s.service == "memgate-traced"]
-    assert "Zanzibarville" not in all_values(spans) and "Where do I live" not in all_values(spans)
+    recorded = all_values(spans)
+    assert "Zanzibarville" not in recorded and "Where do I live" not in recorded
+    assert KEY not in recorded and "una-7f3k" not in recorded  # nor the caller's key or user
 
 
 def test_content_capture_opt_in_records_queries_and_memory_text_and_links_survive_a_restart(upstream: FakeUpstream, receiver: OtlpReceiver, tmp_path: Path) -> None:
@@ -158,6 +169,14 @@ def test_with_the_sdk_disabled_nothing_is_exported_and_the_callers_trace_headers
         assert not [s for s in receiver.spans if s.service == "memgate-disabled"]
     finally:
         gw.stop()
+
+
+def test_without_the_variables_no_opentelemetry_module_is_even_imported() -> None:
+    script = ("import sys\nfrom gateway.app import build_app\nfrom gateway.config import Settings\n"
+              "app = build_app(Settings())\nprint(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")})
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def test_without_the_otel_extra_the_gateway_says_how_to_install_it(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ def server_attributes(upstream_url: str) -> dict[str, Any]:
 
 
 def response_attributes(body: bytes, content_encoding: str = "") -> dict[str, Any]:
-    """gen_ai.response.* and gen_ai.usage.* from a JSON chat completion; empty for anything else."""
+    """gen_ai.response.model and gen_ai.usage.* from a JSON chat completion; empty for anything else
+    (the id and finish reasons are left out: every attribute costs microseconds on the request path)."""
     if len(body) > MAX_PARSED_BYTES:
         return {}
     try:
@@ -59,9 +60,8 @@ def response_attributes(body: bytes, content_encoding: str = "") -> dict[str, An
     if not isinstance(data, dict):
         return {}
     out: dict[str, Any] = {}
-    for key, attribute in (("model", "gen_ai.response.model"), ("id", "gen_ai.response.id")):
-        if isinstance(data.get(key), str):
-            out[attribute] = data[key]
+    if isinstance(data.get("model"), str):
+        out["gen_ai.response.model"] = data["model"]
     usage = data.get("usage")
     if isinstance(usage, dict):
         for keys, attribute in ((("prompt_tokens", "input_tokens"), "gen_ai.usage.input_tokens"),
@@ -69,9 +69,4 @@ def response_attributes(body: bytes, content_encoding: str = "") -> dict[str, An
             value = next((usage[k] for k in keys if k in usage), None)
             if isinstance(value, int) and not isinstance(value, bool):
                 out[attribute] = value
-    choices = data.get("choices")
-    if isinstance(choices, list):
-        reasons = [c["finish_reason"] for c in choices if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
-        if reasons:
-            out["gen_ai.response.finish_reasons"] = reasons
     return out

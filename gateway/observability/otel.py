@@ -145,11 +145,10 @@ class UpstreamCall(NoUpstreamCall):
                 _fail(span, error)
             elif error is not None:
                 _fail(span, type(error).__name__, str(error))
-            if status is not None:
-                if status >= 400:
-                    _fail(span, str(status))
-                attributes = response_attributes(body, encoding) if body is not None and status < 400 else {}
-                span.set_attributes({"http.response.status_code": status, **attributes})
+            if status is not None and status >= 400:
+                _fail(span, str(status))
+            elif body is not None:
+                span.set_attributes(response_attributes(body, encoding))
         span.end()
 
 
