@@ -85,6 +85,17 @@ def test_a_chat_request_continues_the_callers_trace_and_sends_its_client_span_up
     assert sent["tracestate"] == "vendor=abc"
 
 
+def test_an_upstream_error_marks_the_client_span_failed(gw: Gateway, receiver: OtlpReceiver) -> None:
+    trace_id, _, traceparent = caller_context()
+    response = httpx.post(gw.v1 + "/chat/completions", json={"model": "fake-error-503", "messages": [{"role": "user", "content": "hi"}]},
+                          headers={"Authorization": f"Bearer {KEY}", "traceparent": traceparent}, timeout=30)
+    assert response.status_code == 503
+    call = in_trace(receiver, "memgate-traced", trace_id, "chat fake-error-503")
+    server = in_trace(receiver, "memgate-traced", trace_id, "POST /v1/chat/completions")
+    assert (call.status, call.attributes["error.type"]) == (2, "503")
+    assert (server.status, server.attributes["http.response.status_code"]) == (2, 503)
+
+
 def test_other_v1_requests_are_server_spans_whose_context_goes_upstream(gw: Gateway, upstream: FakeUpstream, receiver: OtlpReceiver) -> None:
     trace_id, caller_span, traceparent = caller_context()
     response = httpx.get(gw.v1 + "/models", headers={"Authorization": f"Bearer {KEY}", "traceparent": traceparent}, timeout=30)
