@@ -41,9 +41,9 @@ def start_tracing(settings: Settings, env: Mapping[str, str] | None = None) -> N
     if protocol != "http/protobuf":
         log.warning("tracing is off: memgate exports OTLP over http/protobuf only, not %s (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)", protocol)
         return NoTracing()
-    exporter = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
-    if exporter != "otlp":
-        log.warning("tracing is off: memgate exports traces over OTLP only, not %s (set OTEL_TRACES_EXPORTER=otlp)", exporter)
+    exporters = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+    if "otlp" not in [name.strip() for name in exporters.split(",")]:
+        log.warning("tracing is off: memgate exports traces over OTLP only, not %s (set OTEL_TRACES_EXPORTER=otlp)", exporters)
         return NoTracing()
     if not all(_installed(name) for name in PACKAGES):
         log.warning("tracing is off: OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed (%s)", INSTALL_HINT)

@@ -61,10 +61,18 @@ def test_a_protocol_other_than_http_protobuf_is_one_log_line_and_no_tracing(capl
         "tracing is off: memgate exports OTLP over http/protobuf only, not grpc (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)"]
 
 
-def test_the_endpoint_turns_on_otlp_export() -> None:
-    on = start_tracing(Settings(), {**ENDPOINT, "OTEL_TRACES_SAMPLER": "always_on"})
+def test_an_exporter_other_than_otlp_is_one_log_line_and_no_tracing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "memgate.tracing"):
+        assert type(start_tracing(Settings(), {**ENDPOINT, "OTEL_TRACES_EXPORTER": "zipkin"})) is NoTracing
+    assert [r.getMessage() for r in caplog.records] == ["tracing is off: memgate exports traces over OTLP only, not zipkin (set OTEL_TRACES_EXPORTER=otlp)"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"OTEL_TRACES_EXPORTER": "otlp,console"}, {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}])
+def test_the_endpoint_turns_on_otlp_export(extra: dict[str, str]) -> None:
+    on = start_tracing(Settings(), {**ENDPOINT, **extra})
     try:
-        assert isinstance(on, OtelTracing) and on.enabled and not on.capture_content
+        assert isinstance(on, OtelTracing) and on.enabled
+        assert on.capture_content == ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in extra)
     finally:
         on.shutdown()
 
