@@ -8,8 +8,8 @@ import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
-# Past this size the answer is not parsed for its usage: the event loop must not spend milliseconds on it.
-MAX_PARSED_BYTES = 256 * 1024
+# Past this size the answer is not parsed for its usage: parsing runs on the event loop (~0.2 ms at the bound).
+MAX_PARSED_BYTES = 64 * 1024
 
 # Host suffix -> gen_ai.provider.name (the semantic conventions' well-known values).
 PROVIDERS = (
