@@ -100,6 +100,10 @@ http {{
             default_type application/json;
             return 200 '{body}';
         }}
+        location = /v1/traces {{  # an OTLP/HTTP sink for bench_tracing.py: takes every export, logs one line each
+            access_log {work}/otlp-exports.log;
+            return 200 '';
+        }}
     }}
 }}
 """)
@@ -108,17 +112,18 @@ http {{
     return proc, port
 
 
-def start_gateway(work: Path, upstream_port: int, settings: dict[str, str], name: str) -> tuple[subprocess.Popen, int]:
+def start_gateway(work: Path, upstream_port: int, settings: dict[str, str], name: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     rules = work / "rules-off"
     rules.mkdir(exist_ok=True)
     (rules / "off.toml").write_text("[defaults]\ninject = false\nextract = false\n")  # memory off
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMGATE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMGATE_", "OTEL_"))}
     env.update({"MEMGATE_" + k.upper(): v for k, v in settings.items()})
+    env.update(extra_env or {})
     args = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
             "--rules", str(rules), "--data-dir", str(work / f"data-{name}")]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(work / f"gateway-{name}.log", "wb"), stderr=subprocess.STDOUT)
-    wait_http(f"http://127.0.0.1:{port}/readyz")
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120)  # a loaded 2-core host can take a while to import LanceDB
     return proc, port
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Dockerfile's install steps, kept in one script so CI can run them without a Docker engine.
 #
-#   install.sh runtime SRC   install memgate from SRC into a fresh venv at $MEMGATE_VENV, with only
-#                            what runs in production (no torch, no sentence-transformers)
+#   install.sh runtime SRC   install memgate from SRC (with its `otel` extra: tracing) into a fresh venv
+#                            at $MEMGATE_VENV, with only what runs in production (no torch, no sentence-transformers)
 #   install.sh model SRC     distil the offline embedding model into $MEMGATE_MODEL_CACHE, using a
 #                            throwaway build venv ($MEMGATE_BUILD_VENV) that holds torch
 #   install.sh check [--slim]
@@ -49,7 +49,7 @@ cmd_runtime() {
   local reqs=()
   for name in $RUNTIME_FROM_LOCAL_EXTRA; do reqs+=("$(local_extra_requirement "$src" "$name")"); done
   python3 -m venv "$MEMGATE_VENV"
-  "$MEMGATE_VENV/bin/pip" install --quiet "$src" "${reqs[@]}"
+  "$MEMGATE_VENV/bin/pip" install --quiet "$src[otel]" "${reqs[@]}"
   echo "runtime: memgate and ${reqs[*]} in $MEMGATE_VENV"
 }
 
@@ -77,6 +77,7 @@ import asyncio, importlib.util, os, sys
 
 import gateway, gateway.cli, gateway.server  # the package, its CLI and its server stack
 import httptools, uvloop  # server.py runs uvicorn on these
+import opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.sdk.trace  # the otel extra: tracing
 import tiktoken
 from gateway.config import load_settings
 from gateway.memory.embed import M2V_NAME, make_embedder

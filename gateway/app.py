@@ -25,6 +25,7 @@ from gateway.memory.hygiene import Hygiene
 from gateway.memory.layer import MemoryLayer
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
+from gateway.observability import start_tracing
 from gateway.proxy import Proxy
 from gateway.rules_watcher import LiveRules
 from gateway.sqlite import open_db
@@ -49,7 +50,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     metrics = metrics or Metrics()
     rules = LiveRules(settings.rules, metrics)
     upstream = Upstream(settings)
-    proxy = Proxy(settings, upstream, rules, metrics)
+    tracing = start_tracing(settings)
+    proxy = Proxy(settings, upstream, rules, metrics, tracing)
     ready = False
 
     @contextlib.asynccontextmanager
@@ -63,7 +65,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         db = await open_db(settings.sqlite_path)
         history = History(db)
         memory = await MemoryService.open(settings, metrics, upstream.client, history)  # LanceDB must start after any fork
-        extraction = await Extraction.open(settings, metrics, upstream, db, history, memory)  # recovers jobs a crash left running
+        extraction = await Extraction.open(settings, metrics, upstream, db, history, memory, tracing.memory_change)  # recovers jobs a crash left running
         hygiene = Hygiene(settings, metrics, lambda: rules.current, memory)
         hygiene_task = asyncio.create_task(hygiene.periodic())
         ready = True
@@ -81,6 +83,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
             await db.close()
             await memory.aclose()
             await upstream.aclose()
+            await asyncio.to_thread(tracing.shutdown)  # last: the extraction's final spans go out too
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -104,7 +107,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(InFlight, gauge=metrics.in_flight)],
+        middleware=[Middleware(InFlight, gauge=metrics.in_flight), *tracing.middleware()],
         exception_handlers={GatewayError: gateway_error_handler, HTTPException: http_exception_handler, Exception: unhandled_error_handler},
     )
     # Starlette answers `/path/` with a redirect built from the Host header: an open redirect. Paths are exact here.

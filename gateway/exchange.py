@@ -27,6 +27,7 @@ class ChatContext:
     memory_status: str = "off"  # ok | off | timeout | degraded
     injected: int = 0
     injected_tokens: int = 0
+    trace_parent: str = ""  # W3C traceparent of the request's span when tracing is on: its extraction job links to it
 
 
 @dataclass

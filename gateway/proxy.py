@@ -21,6 +21,7 @@ from gateway.exchange import ChatContext, MemoryLayer, memory_modes
 from gateway.identity import bearer_token, identify
 from gateway.keyless import KeylessCallers
 from gateway.metrics import Metrics
+from gateway.observability import NoTracing, NoUpstreamCall
 from gateway.rules import RequestFacts
 from gateway.rules_watcher import LiveRules
 from gateway.replies import StreamCapture, reply_from_json
@@ -72,8 +73,9 @@ class BodyThenCommit(Response):
 class Proxy:
     """The /v1 handlers; the memory layer of a request comes from the lifespan state (none before it opens)."""
 
-    def __init__(self, settings: Settings, upstream: Upstream, rules: LiveRules, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, upstream: Upstream, rules: LiveRules, metrics: Metrics, tracing: NoTracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing or NoTracing()
         self.upstream = upstream
         self.rules = rules
         self.metrics = metrics
@@ -85,33 +87,40 @@ class Proxy:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         memory: MemoryLayer | None = getattr(request.state, "layer", None)
+        tracing = self.tracing
+        call = tracing.upstream_call()
         try:
             ctx, payload, body = await self._prepare(request, request_id)
+            tracing.bind(ctx)
             if ctx.read and memory is not None:
-                injected = await memory.recall_into(ctx, payload)
+                with tracing.search_memory(ctx, payload):
+                    injected = await memory.recall_into(ctx, payload)
                 if injected is not None:
                     body = encode_json(injected)
             sent = time.perf_counter()
             url = self.upstream.url(*raw_target(request))
-            upstream = await self.upstream.open("POST", url, forwardable(request.headers.items()), body)
+            upstream = await self.upstream.open("POST", url, call.start(ctx.model, url, forwardable(request.headers.items())), body)
         except GatewayError as exc:
+            call.end(error=exc)
             if exc.status >= 502:
                 self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
             return self._finish("chat", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
         headers = response_headers(upstream.headers) + self._memory_headers(ctx)
         self.metrics.memory_status.labels(ctx.memory_status).inc()
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-            return self._stream_chat(ctx, payload, upstream, headers, started, sent, memory)
+            return self._stream_chat(ctx, payload, upstream, headers, started, sent, memory, call)
         try:
             # Raw bytes, not `aread()`: that would decode a gzip body the client asked for and must get as is.
             raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
         except (httpx.TransportError, OSError) as exc:
             error = as_gateway_error(exc)
+            call.end(error=error)
             self.metrics.upstream_errors.labels(failure_reason(error)).inc()
             return self._finish("chat", error.response({"X-Memory-Request-Id": request_id}), started, sent, request_id)
         finally:
             await upstream.aclose()
         upstream_done = time.perf_counter()
+        call.end(upstream.status_code, body=raw, encoding=upstream.headers.get("content-encoding", ""))
         after: Callable[[], Awaitable[None]] | None = None
         if ctx.write and memory is not None:
             reply = reply_from_json(raw, upstream.headers.get("content-encoding", "")) if upstream.status_code == 200 else None
@@ -145,7 +154,7 @@ class Proxy:
 
     def _stream_chat(
         self, ctx: ChatContext, payload: dict[str, Any], upstream: httpx.Response, headers: list[tuple[str, str]], started: float, sent: float,
-        memory: MemoryLayer | None,
+        memory: MemoryLayer | None, call: NoUpstreamCall,
     ) -> Response:
         capture = StreamCapture() if ctx.write and memory is not None and upstream.status_code == 200 else None
         metrics = self.metrics
@@ -154,6 +163,7 @@ class Proxy:
             metrics.stream_first_byte.observe(time.perf_counter() - started)
 
         async def finish(broken: bool) -> None:
+            call.end(upstream.status_code, error="upstream_broke_off" if broken else None)
             if capture is None or memory is None:
                 return
             capture.failed = capture.failed or broken
@@ -249,7 +259,7 @@ class Proxy:
         Either way a client pausing `client_body_timeout` mid-body gets a 408, and a streamed
         upstream request is cancelled with it.
         """
-        headers = forwardable(request.headers.items())
+        headers = self.tracing.outgoing(forwardable(request.headers.items()))
         length = request.headers.get("content-length")
         if length is None and "chunked" not in request.headers.get("transfer-encoding", ""):
             return await self.upstream.open(request.method, url, headers, b"")

@@ -49,6 +49,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('instance', lower(hex(randomblob(16))));
     """,
+    # The W3C traceparent of the request that queued the job ('' untraced): its spans link back to it, after a restart too.
+    "ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT '';",
 )
 
 

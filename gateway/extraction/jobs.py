@@ -12,8 +12,8 @@ from gateway.exchange import ChatContext, Reply, content_texts, well_formed
 from gateway.extraction.base import Message
 
 MAX_TEXT = 8000  # characters kept per message: facts live in what people write, not in pasted logs
-INSERT_JOB = ("INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at)"
-              " VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+INSERT_JOB = ("INSERT INTO jobs (tenant, user_id, agent_id, session_id, rule, extractor, roles, messages, reply, request_id, created_at, trace_parent)"
+              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Job:
     created_at: float
     attempts: int = 0
     api_key: str = field(default="", repr=False)  # in memory only; "" after a restart
+    trace_parent: str = ""  # W3C traceparent of the request that queued it; "" when it was not traced
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,10 @@ def job_row(ctx: ChatContext, extractor: str, roles: tuple[str, ...], messages: 
     """The INSERT_JOB parameters (the caller's API key is not among them: it never reaches disk)."""
     return (ctx.identity.tenant, ctx.identity.user, ctx.identity.agent, ctx.identity.session, ctx.rule_name, extractor, json.dumps(roles),
             json.dumps([[m.role, m.text, m.source] for m in messages], ensure_ascii=False), well_formed(reply.content[:MAX_TEXT]),
-            ctx.request_id, now)
+            ctx.request_id, now, ctx.trace_parent)
 
 
 def job_from_row(r: sqlite3.Row, api_key: str) -> Job:
     return Job(r["id"], r["tenant"], r["user_id"], r["agent_id"], r["session_id"], r["rule"], r["extractor"], tuple(json.loads(r["roles"])),
                [Message(role, text, bool(source)) for role, text, source in json.loads(r["messages"])], r["reply"], r["request_id"],
-               r["created_at"], r["attempts"], api_key)
+               r["created_at"], r["attempts"], api_key, r["trace_parent"])

@@ -79,4 +79,5 @@ class Learner:
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
-        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at)
+        parents = tuple(dict.fromkeys(job.trace_parent for job in jobs if job.trace_parent))
+        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at, trace_parents=parents)

@@ -11,11 +11,12 @@ Memory ids derive from the job and the candidate's position, so replaying a job 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Collection, ContextManager, Iterable, Sequence
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class Group:
     judge: Callable[[str, Sequence[str]], Awaitable[tuple[str, int]]] | None = None
     # When the batch's oldest job was enqueued: if the user was forgotten since, nothing of it is written.
     learned: float = 0.0
+    trace_parents: tuple[str, ...] = ()  # of the requests that queued the jobs: the write's spans link to them
 
 
 @dataclass
@@ -72,10 +74,19 @@ class Plan:
     learned: dict[tuple[str, str], float] = field(default_factory=dict)  # (tenant, user) -> Group.learned
 
 
+# (operation, traceparents to link, memory texts) -> a span over one kind of write; tracing off: nothing.
+ChangeSpans = Callable[[str, Collection[str], Sequence[str]], ContextManager[None]]
+
+
+def no_spans(operation: str, links: Collection[str], texts: Sequence[str]) -> ContextManager[None]:
+    return contextlib.nullcontext()
+
+
 class Reconciler:
-    def __init__(self, memory: Any, instance: str) -> None:
+    def __init__(self, memory: Any, instance: str, spans: ChangeSpans = no_spans) -> None:
         self.memory = memory  # MemoryService (gateway/memory/service.py)
         self.instance = instance
+        self.spans = spans
 
     async def unforgotten(self, batches: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
         """The batches (of jobs, oldest first) whose user was not forgotten after the oldest job was
@@ -97,14 +108,27 @@ class Reconciler:
         # replay (which finds its own new memory by id) supersedes the old one then. The service
         # records history and memories_written for each change.
         # Every write passes when its batch was learned: the service drops those of a user forgotten since.
+        parents = {(g.tenant, g.user): g.trace_parents for g in groups}
+
+        def links(memories: Iterable[Memory]) -> set[str]:
+            return {parent for m in memories for parent in parents.get((m.tenant, m.user_id), ())}
+
         if plan.new:
-            await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)
-        for memory, confidence, cause in plan.refresh.values():
-            await self.memory.update(memory.tenant, memory.user_id, memory.id, confidence=confidence, cause=cause, action="refresh",
-                                     learned=plan.learned[(memory.tenant, memory.user_id)])
-        for old, successor, cause in plan.replace:
-            await self.memory.supersede(old.tenant, old.user_id, old.id, successor.id, cause=cause, new_text=successor.text,
-                                        learned=plan.learned[(old.tenant, old.user_id)])
+            with self.spans("create_memory", links(plan.new), [m.text for m in plan.new]):
+                await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)
+        if plan.refresh:
+            refreshed = [memory for memory, _, _ in plan.refresh.values()]
+            with self.spans("update_memory", links(refreshed), [m.text for m in refreshed]):
+                for memory, confidence, cause in plan.refresh.values():
+                    await self.memory.update(memory.tenant, memory.user_id, memory.id, confidence=confidence, cause=cause, action="refresh",
+                                             learned=plan.learned[(memory.tenant, memory.user_id)])
+        if plan.replace:
+            # A superseded memory leaves recall for good (history keeps it): a delete, as memory spans see it.
+            retired = [old for old, _, _ in plan.replace]
+            with self.spans("delete_memory", links(retired), [m.text for m in retired]):
+                for old, successor, cause in plan.replace:
+                    await self.memory.supersede(old.tenant, old.user_id, old.id, successor.id, cause=cause, new_text=successor.text,
+                                                learned=plan.learned[(old.tenant, old.user_id)])
         return plan
 
     async def _plan(self, group: Group, vectors: list[np.ndarray], plan: Plan) -> None:

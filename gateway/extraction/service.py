@@ -13,7 +13,7 @@ from gateway.exchange import ChatContext, Reply
 from gateway.extraction.jobs import JobBounds
 from gateway.extraction.learner import Learner
 from gateway.extraction.queue import JobQueue
-from gateway.extraction.reconcile import Reconciler
+from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
@@ -32,12 +32,14 @@ class Extraction:
     @classmethod
     async def open(
         cls, settings: Settings, metrics: Metrics, upstream: Upstream, db: aiosqlite.Connection, history: History, memory: MemoryService,
+        spans: ChangeSpans = no_spans,
     ) -> Extraction:
-        """Start the queue on `db` (recovering jobs a crash left running); its learner writes through `memory`."""
+        """Start the queue on `db` (recovering jobs a crash left running); its learner writes through `memory`,
+        each kind of write inside one of `spans` (the tracing's memory spans)."""
         s = settings
         request_writer = open_request_writer(s.sqlite_path)
         try:
-            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db)))
+            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db), spans))
             queue = JobQueue(db, metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
                              bounds=JobBounds(s.max_job_messages, s.max_job_bytes), dead_letter_retention=s.dead_letter_retention,
                              has_extraction_key=bool(s.extraction_api_key), backoff=s.extraction_retry_seconds, request_writer=request_writer)
