@@ -70,7 +70,7 @@ class Settings:
     upstream_transport: str = setting("aiohttp", "upstream transport under httpx: 'aiohttp' (httpx-aiohttp) or 'httpx' (httpx's own)")
     log_level: str = setting("info", "debug, info, warning or error")
     embedder: str = setting("local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)")
-    model_cache: str = setting("", "where the distilled local embedding model is kept (default ~/.cache/memgate)")
+    model_cache: str = setting("", "where `memgate prepare-model` rebuilds the local embedding model (default ~/.cache/memgate); serving uses the copy shipped in the package")
     embedding_model: str = setting("text-embedding-3-small", "model name for the 'openai' embedder")
     hot_users: int = setting(2048, "users kept in the in-process hot tier")
     store_cache_mb: int = setting(256, "memory for LanceDB's index and metadata caches (its own default lets them grow to 7 GB)")
