@@ -16,18 +16,21 @@ _SAFETENSORS_DTYPES = {"F16": np.float16, "F32": np.float32, "I8": np.int8}
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of a safetensors file, read with numpy (8-byte header length, JSON header, raw little-endian data)."""
-    raw = path.read_bytes()
-    header_len = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + header_len])
-    data = memoryview(raw)[8 + header_len :]
+    """The tensors of a safetensors file (8-byte header length, JSON header, raw little-endian data), memory-mapped
+    read-only: the pages are shared by every process that loads the same file."""
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_len))
     tensors = {}
     for name, spec in header.items():
         if name == "__metadata__":
             continue
         start, end = spec["data_offsets"]
         dtype = np.dtype(_SAFETENSORS_DTYPES[spec["dtype"]]).newbyteorder("<")
-        tensors[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(spec["shape"])
+        shape = tuple(spec["shape"])
+        if end - start != dtype.itemsize * int(np.prod(shape)):
+            raise ValueError(f"{path}: tensor {name} is {end - start} bytes, not {shape} of {dtype}")
+        tensors[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + header_len + start, shape=shape)
     return tensors
 
 
@@ -49,7 +52,8 @@ class StaticModel:
             raise ValueError(f"{model_dir}: {len(vocab)} tokens but {self.embedding.shape[0]} vectors")
         # model2vec cuts each text to max_tokens * the median token length before tokenizing; so do we.
         self.max_chars = self.max_tokens * int(np.median([len(token) for token in vocab]))
-        self._unk_id = self._tokenizer.token_to_id(json.loads(self._tokenizer.to_str())["model"].get("unk_token") or "")
+        unk = getattr(self._tokenizer.model, "unk_token", None)  # model2vec drops [UNK] tokens from the mean
+        self._unk_id = self._tokenizer.token_to_id(unk) if unk else None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """An (n, dim) float32 array of the texts' mean token vectors (a zero row for a text with no tokens)."""
