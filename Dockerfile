@@ -2,25 +2,17 @@
 #   docker build -t memgate .
 #   docker run -p 8080:8080 -v memgate-data:/data -e MEMGATE_UPSTREAM_URL=https://api.openai.com/v1 memgate
 # The install steps live in docker/install.sh (CI runs its `check` step without a Docker engine).
-# Build args: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu fetches the smaller CPU-only
-# torch wheel; torch is only used in the builder to distil the embedding model and is discarded.
+# The embedding model ships inside the package: no torch and no distillation anywhere in the build.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- builder: install the runtime venv and bake the embedding model -------------------------
+# --- builder: install the runtime venv (pip, build tools and sources stay here) -------------
 FROM ${PYTHON_IMAGE} AS builder
-ARG TORCH_SPEC=torch==2.13.0
-ARG TORCH_INDEX_URL=
-ENV MEMGATE_VENV=/opt/memgate/venv \
-    MEMGATE_MODEL_CACHE=/opt/memgate/models \
-    MEMGATE_BUILD_VENV=/opt/memgate-build \
-    TORCH_SPEC=${TORCH_SPEC} \
-    TORCH_INDEX_URL=${TORCH_INDEX_URL}
+ENV MEMGATE_VENV=/opt/memgate/venv
 COPY docker/install.sh /usr/local/bin/memgate-install
-COPY pyproject.toml /src/
+COPY pyproject.toml README.md /src/
 COPY gateway /src/gateway
 RUN memgate-install runtime /src \
- && memgate-install model /src \
  && memgate-install check
 
 # --- runtime: slim, non-root, only what serves requests -------------------------------------
@@ -30,7 +22,6 @@ ENV PATH=/opt/memgate/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     MEMGATE_VENV=/opt/memgate/venv \
-    MEMGATE_MODEL_CACHE=/opt/memgate/models \
     MEMGATE_HOST=0.0.0.0 \
     MEMGATE_PORT=8080 \
     MEMGATE_DATA_DIR=/data \
@@ -42,7 +33,7 @@ COPY --from=builder /opt/memgate /opt/memgate
 COPY docker/install.sh /usr/local/bin/memgate-install
 COPY rules /etc/memgate/rules
 USER memgate
-# The image proves itself at build time: imports, the baked model, the tokenizer, no torch.
+# The image proves itself at build time: imports, the shipped model, the tokenizer, no torch.
 RUN memgate-install check --slim
 WORKDIR /data
 VOLUME ["/data", "/etc/memgate/rules"]

@@ -31,7 +31,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.config import load_settings  # noqa: E402
 from gateway.memory.embed import make_embedder  # noqa: E402
 from gateway.exchange import ChatContext  # noqa: E402
 from gateway.identity import Identity, key_fingerprint  # noqa: E402
@@ -44,7 +43,6 @@ from gateway.memory.store import MemoryStore  # noqa: E402
 from gateway.memory import tokens  # noqa: E402
 from tests.harness import Gateway  # noqa: E402
 
-MODEL_CACHE = load_settings().model_cache_dir  # the gateway's default, so it is distilled once
 DATASET = ROOT / "bench" / "data" / "recall_dataset.json"
 API_KEY = "sk-bench"
 USER = "bench-user"
@@ -83,7 +81,7 @@ def start_upstream() -> tuple[subprocess.Popen, str]:
 
 async def seed_user(data_dir: Path, n: int) -> None:
     """Write a user's memories straight into the store the gateway will open (one batched commit)."""
-    embedder = make_embedder("local", cache_dir=MODEL_CACHE)
+    embedder = make_embedder("local")
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
     texts = memory_texts(n)
     vectors = await embedder.embed(texts)
@@ -244,7 +242,7 @@ async def timed_recalls(layer: MemoryLayer, user: str, n: int, concurrency: int,
 async def part_two(rows: int) -> None:
     qs = questions()
     work = Path(tempfile.mkdtemp(prefix="memgate-bench-scale-"))
-    embedder = make_embedder("local", cache_dir=MODEL_CACHE)
+    embedder = make_embedder("local")
     uri = str(work / "lancedb")
     try:
         built = await build_table(uri, rows, embedder.dim, embedder.name)

@@ -1,6 +1,6 @@
 """Retrieval quality on bench/data/recall_dataset.json: recall@5/@10 of dense-only, keyword-only (BM25) and hybrid.
 
-    python bench/bench_recall_quality.py [--embedder local|minilm] [--model-cache DIR]
+    python bench/bench_recall_quality.py [--embedder local|minilm] [--local-model DIR]
 
 Runs the gateway's own ranking code (gateway/memory/hot.py + gateway/memory/recall.py) over each user's turns. The
 fusion weight is tuned on the dev half of the users (even indices) and reported on both halves, so the
@@ -20,8 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.config import load_settings  # noqa: E402
-from gateway.memory.embed import make_embedder  # noqa: E402
+from gateway.memory.embed import LocalEmbedder, make_embedder  # noqa: E402
 from gateway.memory.hot import UserMemories  # noqa: E402
 from gateway.memory.recall import DENSE_WEIGHT, Query, rank  # noqa: E402
 from gateway.memory.records import Memory  # noqa: E402
@@ -31,9 +30,9 @@ DAY = 86400.0
 WEIGHTS = [round(w, 2) for w in np.arange(0.1, 1.0, 0.1)]
 
 
-async def prepare(kind: str, cache: Path) -> tuple[list[dict], dict[str, UserMemories], dict[str, np.ndarray]]:
+async def prepare(kind: str, local_model: Path | None) -> tuple[list[dict], dict[str, UserMemories], dict[str, np.ndarray]]:
     data = json.loads(DATA.read_text())
-    embedder = make_embedder(kind, cache_dir=cache)
+    embedder = LocalEmbedder(local_model) if local_model else make_embedder(kind)
     now = time.time()
     entries: dict[str, UserMemories] = {}
     questions: list[dict] = []
@@ -71,9 +70,9 @@ def evaluate(questions: list[dict], entries: dict[str, UserMemories], qvec: dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embedder", default="local", choices=["local", "minilm"])
-    parser.add_argument("--model-cache", default=str(load_settings().model_cache_dir), help="default: the gateway's (MEMGATE_MODEL_CACHE)")
+    parser.add_argument("--local-model", type=Path, help="a local model directory to measure instead of the shipped one (e.g. one `memgate prepare-model` built)")
     args = parser.parse_args()
-    questions, entries, qvec = asyncio.run(prepare(args.embedder, Path(args.model_cache)))
+    questions, entries, qvec = asyncio.run(prepare(args.embedder, args.local_model))
     n_dev = sum(q["split"] == "dev" for q in questions)
     print(f"{len(questions)} questions ({n_dev} dev / {len(questions) - n_dev} test), {sum(len(e) for e in entries.values())} memories in {len(entries)} users")
 

@@ -44,6 +44,8 @@ POSITIVE = (
     "max_body_bytes", "max_connections", "client_header_timeout", "client_body_timeout",
     "max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention",
 )
+# The llm extractor's structured-output modes, in the order `auto` tries them (gateway/extraction/output_modes.py).
+OUTPUT_MODES = ("json_schema", "json_object", "tools", "prompt")
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,16 @@ class Settings:
     upstream_transport: str = setting("aiohttp", "upstream transport under httpx: 'aiohttp' (httpx-aiohttp) or 'httpx' (httpx's own)")
     log_level: str = setting("info", "debug, info, warning or error")
     embedder: str = setting("local", "'local' (offline static MiniLM distillation), 'minilm' (full MiniLM), 'openai' (upstream /v1/embeddings)")
-    model_cache: str = setting("", "where the distilled local embedding model is kept (default ~/.cache/memgate)")
+    model_cache: str = setting("", "where `memgate prepare-model` rebuilds the local embedding model (default ~/.cache/memgate); serving uses the copy shipped in the package")
     embedding_model: str = setting("text-embedding-3-small", "model name for the 'openai' embedder")
     hot_users: int = setting(2048, "users kept in the in-process hot tier")
     store_cache_mb: int = setting(256, "memory for LanceDB's index and metadata caches (its own default lets them grow to 7 GB)")
     extractor: str = setting("heuristic", "default extractor: 'heuristic' (offline) or 'llm' (upstream structured output)")
     extraction_model: str = setting("gpt-4o-mini", "model for the 'llm' extractor")
+    llm_output_mode: str = setting(
+        "auto", "how the 'llm' extractor asks for JSON: 'json_schema', 'json_object', 'tools' (function calling), 'prompt' (schema in the prompt, "
+        "tolerant parsing), or 'auto': each in that order until one works, remembered per upstream and model"
+    )
     extraction_api_key: str = setting("", "key for the 'llm' extractor; else the caller's key, held in memory only", secret=True)
     extraction_workers: int = setting(2, "extraction worker tasks")
     extraction_retry_seconds: float = setting(0.5, "first retry delay of a failed extraction batch; doubles each attempt, dead letter after 5")
@@ -97,6 +103,8 @@ class Settings:
             raise ConfigError(f"embedder must be 'local', 'minilm' or 'openai', not {self.embedder!r}")
         if self.extractor not in ("heuristic", "llm"):
             raise ConfigError(f"extractor must be 'heuristic' or 'llm', not {self.extractor!r}")
+        if self.llm_output_mode not in ("auto", *OUTPUT_MODES):
+            raise ConfigError(f"llm_output_mode must be one of auto, {', '.join(OUTPUT_MODES)}, not {self.llm_output_mode!r}")
         for name, allowed in (("loop", ("uvloop", "asyncio")), ("http", ("httptools", "h11")), ("upstream_transport", ("aiohttp", "httpx"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

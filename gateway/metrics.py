@@ -26,6 +26,8 @@ MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expi
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error", "capture_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
+# The llm extractor's answers that failed or needed repair (gateway/extraction/llm.py).
+LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left")
 
 
 class Metrics:
@@ -77,6 +79,9 @@ class Metrics:
         self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
         self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
+        self.llm_extraction_problems = Counter(
+            "memgate_extraction_llm_problems", "llm extractor answers that failed or needed repair, by reason", ["reason"], registry=r
+        )
 
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
@@ -88,6 +93,7 @@ class Metrics:
             (self.memories_written, MEMORY_WRITE_ACTIONS),
             (self.captures_skipped, CAPTURE_SKIPPED_REASONS),
             (self.hygiene_removed, HYGIENE_REASONS),
+            (self.llm_extraction_problems, LLM_PROBLEM_REASONS),
         ):
             for value in values:
                 counter.labels(value)

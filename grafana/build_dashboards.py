@@ -139,6 +139,9 @@ MEMORY = [
               "and dead letters deleted past --dead-letter-retention or --queue-max, per second.",
               [(rate("memgate_extraction_job_messages_cut_total"), "messages cut"), (rate("memgate_extraction_dead_letters_purged_total"), "dead letters purged")],
               "ops", width=8),
+        Panel("LLM extractor problems", "llm extractor answers that failed or needed repair, by reason (refused or ignored output mode, "
+              "repaired or truncated JSON, upstream errors); the newest are in GET /admin/v1/queue.",
+              [(rate("memgate_extraction_llm_problems_total", "reason"), "{{reason}}")], "ops", width=24),
     ]),
     Row("Hygiene", [
         Panel("Hygiene removed", "Memories removed by the hygiene job per hour, by reason (ttl, unused, cap).",

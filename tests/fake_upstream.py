@@ -185,6 +185,10 @@ class FakeUpstream:
         except (ValueError, AttributeError):
             return await self._send_json(writer, 400, {"error": {"message": "fake upstream: bad body", "type": "invalid_request_error", "param": None, "code": None}})
         delay = float(headers.get("x-fake-delay", "2"))
+        if model.startswith("so-"):  # structured-output quirks of self-hosted servers
+            from .fake_structured import respond
+
+            return await self._send_json(writer, *respond(model, req))
         if is_schema(req, "memgate_reconcile"):
             return await self._send_json(writer, 200, completion(model, json.dumps(judge_memories(req))))
         if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries

@@ -11,6 +11,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import OPTIONS, load_settings
+from gateway.config import OPTIONS
+from gateway.memory.static_model import SHIPPED_MODEL_DIR
 
 from .harness import ROOT
 
@@ -101,10 +103,10 @@ def test_image_is_a_builder_stage_and_a_slim_python_runtime(dockerfile: list[Ins
     assert builder[0].args.endswith(" AS builder")
     base = runtime[0].args.split()[0]
     assert re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base) == "python:3.11-slim"
-    # torch is installed in the builder only, and never copied out of it.
+    # Only the venv leaves the builder; the model ships in the package, so nothing installs torch.
     copied = [ins for ins in runtime if ins.name == "COPY" and "--from=builder" in ins.args]
     assert copied and all(copy_sources(ins) == ["/opt/memgate"] for ins in copied)
-    assert env_of(builder)["MEMGATE_BUILD_VENV"].startswith("/opt/memgate-build")
+    assert not [ins.line for ins in dockerfile if "torch" in ins.args.lower() or "[local]" in ins.args]
 
 
 def test_runtime_runs_as_a_non_root_user_before_anything_is_served(dockerfile: list[Instruction]) -> None:
@@ -151,7 +153,7 @@ def test_every_install_step_the_dockerfile_runs_is_in_the_script(dockerfile: lis
     assert subprocess.run(["bash", "-n", str(INSTALL)]).returncode == 0
     script = INSTALL.read_text()
     steps = [m for ins in dockerfile if ins.name == "RUN" for m in re.findall(r"memgate-install (\w+)", ins.args)]
-    assert set(steps) == {"runtime", "model", "check"}
+    assert set(steps) == {"runtime", "check"}
     for step in steps:
         assert re.search(rf"^\s*{step}\) shift; cmd_{step} ", script, re.M), f"install.sh has no `{step}` step"
 
@@ -159,22 +161,19 @@ def test_every_install_step_the_dockerfile_runs_is_in_the_script(dockerfile: lis
 # -- the image's own check, run on this checkout -----------------------------------------------------
 
 
-def run_check(cache: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MEMGATE_PYTHON": sys.executable, "MEMGATE_MODEL_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    return subprocess.run(["bash", str(INSTALL), "check", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+def run_check(*args: str, pythonpath: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MEMGATE_PYTHON": sys.executable, "PYTHONPATH": str(pythonpath)}
+    return subprocess.run(["bash", str(INSTALL), "check", *args], cwd=pythonpath, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_install_check_passes_with_the_prepared_model() -> None:
-    from gateway.memory.embed import prepare_local_model
-
-    cache = load_settings(env=os.environ).model_cache_dir
-    prepare_local_model(cache)  # what `memgate prepare-model` (and .ci/run) does; instant when present
-    result = run_check(cache)
+def test_install_check_passes_with_the_shipped_model() -> None:
+    result = run_check()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("check: ok: memgate") and str(cache) in result.stdout
+    assert result.stdout.startswith("check: ok: memgate") and str(SHIPPED_MODEL_DIR) in result.stdout
 
 
-def test_install_check_fails_clearly_without_a_baked_model(tmp_path: Path) -> None:
-    result = run_check(tmp_path / "empty")
+def test_install_check_fails_clearly_when_the_package_lacks_its_model(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "gateway", tmp_path / "gateway", ignore=shutil.ignore_patterns("model", "__pycache__"))
+    result = run_check(pythonpath=tmp_path)
     assert result.returncode != 0
-    assert "check: no baked model at" in result.stderr and not (tmp_path / "empty").exists()
+    assert "check: the package has no embedding model at" in result.stderr and str(tmp_path) in result.stderr

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,27 +14,22 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.memory.embed import Embedder, LocalEmbedder, make_embedder, prepare_local_model
+from gateway.memory.embed import Embedder, LocalEmbedder, make_embedder
+from gateway.memory.static_model import MODEL_FILES, SHIPPED_MODEL_DIR, WEIGHTS_FILE, read_safetensors
 from gateway.errors import UpstreamUnreachable
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Distilling takes ~15 s: once per run, or never when a warm cache is named.
-    return Path(os.environ.get("MEMGATE_MODEL_CACHE") or tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="session")
-def local_model_dir(model_cache: Path) -> Path:
-    return prepare_local_model(model_cache)
+def local_model_dir() -> Path:
+    return SHIPPED_MODEL_DIR
 
 
 def embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
     return asyncio.run(embedder.embed(texts))
 
 
-def test_local_embedder_gives_unit_vectors_of_its_dim(model_cache: Path, local_model_dir: Path) -> None:
-    embedder = make_embedder("local", cache_dir=model_cache)
+def test_local_embedder_gives_unit_vectors_of_its_dim(local_model_dir: Path) -> None:
+    embedder = make_embedder("local")
     vectors = embed(embedder, ["I prefer Terraform for infrastructure", "My cat is named Felix"])
     assert embedder.name == f"local:{local_model_dir.name}"
     assert vectors.shape == (2, embedder.dim) and vectors.dtype == np.float32
@@ -93,8 +89,8 @@ def test_calls_arriving_during_a_batch_are_gathered_into_the_next_one(local_mode
     assert all(result.shape == (len(result), embedder.dim) for result in results)
 
 
-def test_minilm_embedder_gives_384_unit_vectors(model_cache: Path) -> None:
-    embedder = make_embedder("minilm", cache_dir=model_cache)
+def test_minilm_embedder_gives_384_unit_vectors() -> None:
+    embedder = make_embedder("minilm")
     vectors = embed(embedder, ["I prefer Terraform for infrastructure", "Which IaC tool do I like?"])
     assert embedder.dim == 384 and vectors.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -143,7 +139,7 @@ def run_openai(upstream: type[FakeEmbeddingsUpstream], calls: list[list[str]]) -
     async def scenario() -> list[np.ndarray]:
         async with httpx.AsyncClient() as client:
             embedder = make_embedder(
-                "openai", cache_dir=Path("unused"), http_client=client,
+                "openai", http_client=client,
                 upstream_base=upstream.base, api_key="sk-test", model="text-embedding-3-small",  # type: ignore[attr-defined]
             )
             results = await asyncio.gather(*(embedder.embed(texts) for texts in calls))
@@ -177,14 +173,37 @@ def test_openai_embedder_failure_reaches_every_waiting_caller(upstream: Any) -> 
         run_openai(upstream, [["one"], ["two"]])
 
 
-def test_prepared_model_is_reused_not_distilled_again(model_cache: Path, local_model_dir: Path) -> None:
-    weights = local_model_dir / "model.safetensors"
-    before = weights.stat().st_mtime_ns
-    assert prepare_local_model(model_cache) == local_model_dir
-    assert weights.stat().st_mtime_ns == before
-    assert [p.name for p in model_cache.iterdir() if p.is_dir()] == [local_model_dir.name]
-
-
-def test_unknown_embedder_kind_is_refused(tmp_path: Path) -> None:
+def test_unknown_embedder_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown embedder kind"):
-        make_embedder("word2vec", cache_dir=tmp_path)
+        make_embedder("word2vec")
+
+
+def test_the_numpy_runtime_embeds_like_model2vec_on_the_same_files(local_model_dir: Path) -> None:
+    from model2vec import StaticModel as Model2Vec  # the [local] extra; the gateway itself never imports it
+
+    texts = ["I prefer Terraform for infrastructure", "", "   ", "[UNK] [CLS] naïve café 日本語 🙂", "word " * 3000, "x" * 5000]
+    ours = embed(LocalEmbedder(local_model_dir), texts)
+    reference = Model2Vec.from_pretrained(local_model_dir, force_download=False).encode(texts, use_multiprocessing=False)
+    reference = reference.astype(np.float32)
+    norms = np.linalg.norm(reference, axis=1, keepdims=True)
+    assert np.array_equal(norms[:, 0] == 0, np.linalg.norm(ours, axis=1) == 0)  # the same texts have no tokens
+    # model2vec averages in float16, we in float32: the difference is float16 rounding, nothing more.
+    assert np.abs(ours - reference / np.where(norms == 0, 1, norms)).max() < 1e-3
+
+
+@pytest.mark.timeout(900)  # distillation: ~20 s on an idle machine, minutes on a shared one
+def test_the_shipped_model_is_what_its_recipe_builds(tmp_path: Path) -> None:
+    """`memgate prepare-model` rebuilds it; three builds on the dev machine were byte-identical, and
+    other CPUs may round the float16 weights differently, so weights get a tight tolerance."""
+    result = subprocess.run([sys.executable, "-m", "gateway", "prepare-model", "--model-cache", str(tmp_path)],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    built = Path(result.stdout.strip().splitlines()[-1])
+    assert built == tmp_path / SHIPPED_MODEL_DIR.name
+    assert sorted(p.name for p in built.iterdir()) == sorted(MODEL_FILES)
+    for name in ("config.json", "tokenizer.json"):
+        assert (built / name).read_bytes() == (SHIPPED_MODEL_DIR / name).read_bytes(), name
+    fresh = read_safetensors(built / WEIGHTS_FILE)["embeddings"].astype(np.float32)
+    shipped = read_safetensors(SHIPPED_MODEL_DIR / WEIGHTS_FILE)["embeddings"].astype(np.float32)
+    assert fresh.shape == shipped.shape
+    assert np.abs(fresh - shipped).max() <= 1e-3

@@ -22,7 +22,8 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
     """Routes over the `Extraction` and MemoryService of the lifespan state (503 before they open)."""
 
     async def queue_state(request: Request) -> Response:
-        return JSONResponse(extraction_of(request).queue.state())
+        extraction = extraction_of(request)
+        return JSONResponse({**extraction.queue.state(), "llm": extraction.llm_status.view()})
 
     async def flush(request: Request) -> Response:
         """Returns when every job enqueued before the call is done; `?timeout=` seconds (default 60)."""

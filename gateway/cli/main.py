@@ -26,9 +26,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.memory.embed import missing_for
     from gateway.server import serve
 
-    serve(settings_from(args))
+    settings = settings_from(args)
+    missing = missing_for(settings.embedder)
+    if missing:  # one line naming the fix, not an ImportError traceback from inside the lifespan
+        raise ConfigError(missing)
+    serve(settings)
     return 0
 
 
@@ -59,9 +64,12 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> int:
-    from gateway.memory.embed import prepare_local_model
+    from gateway.memory.distill import MissingExtra, build_local_model
 
-    print(prepare_local_model(settings_from(args).model_cache_dir))
+    try:
+        print(build_local_model(settings_from(args).model_cache_dir))
+    except MissingExtra as exc:
+        raise ConfigError(str(exc)) from None
     return 0
 
 
@@ -93,7 +101,7 @@ def build_parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]] =
     explain.add_argument("--user", default=None, help="the end-user id")
     explain.set_defaults(func=cmd_rules_explain)
 
-    prepare = sub.add_parser("prepare-model", help="distil the offline local embedding model into the model cache (once; Docker does it at build)")
+    prepare = sub.add_parser("prepare-model", help="rebuild the shipped local embedding model by its recipe into --model-cache (a maintainer's step; needs the [local] extra)")
     add_setting_flags(prepare)
     prepare.set_defaults(func=cmd_prepare_model)
 

@@ -10,8 +10,10 @@ from gateway.config import Settings
 from gateway.extraction.base import Extractor, Message
 from gateway.extraction.heuristic import HeuristicExtractor
 from gateway.extraction.llm import LLMExtractor
+from gateway.extraction.llm_status import LLMStatus
 from gateway.extraction.jobs import Job
 from gateway.extraction.reconcile import Group, Reconciler, Sourced
+from gateway.metrics import Metrics
 from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
@@ -35,11 +37,12 @@ def chunks(messages: Sequence[Message], limit: int) -> list[list[Message]]:
 class Learner:
     """The queue's `process` callable. Raises on failure so the queue retries the batch."""
 
-    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler) -> None:
+    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler, metrics: Metrics) -> None:
         self.settings = settings
         self.upstream = upstream
         self.reconciler = reconciler
         self.heuristic = HeuristicExtractor()
+        self.llm_status = LLMStatus(metrics, settings.upstream_base, settings.llm_output_mode)
 
     def extractor_for(self, name: str, caller_key: str, jobs: int) -> Extractor:
         """The extractor for a batch of `jobs` jobs; `llm` without any key (a job recovered after a
@@ -47,7 +50,8 @@ class Learner:
         if name == "llm":
             key = self.settings.extraction_api_key or caller_key
             if key:
-                return LLMExtractor(self.upstream, self.settings.extraction_model, key, max_calls=self.settings.max_llm_calls_per_job * jobs)
+                return LLMExtractor(self.upstream, self.settings.extraction_model, key, max_calls=self.settings.max_llm_calls_per_job * jobs,
+                                    status=self.llm_status)
             log.info("llm extraction job has no key (recovered after a restart): using the heuristic extractor")
         return self.heuristic
 

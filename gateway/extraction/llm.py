@@ -1,4 +1,5 @@
-"""The `llm` extractor: one structured-output call to the upstream (`memgate_extraction` schema)."""
+"""The `llm` extractor: one structured-output call to the upstream (`memgate_extraction` schema), in the
+output mode the upstream supports (`--llm-output-mode`; `auto` falls back when one is refused or ignored)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any, Sequence
 import httpx
 
 from gateway.extraction.base import Candidate, ExtractionError, Message, clean_candidate
+from gateway.extraction.llm_status import LLMStatus
+from gateway.extraction.output_modes import answer_text, is_refusal, request_body
+from gateway.extraction.tolerant_json import NoJSON, parse_object
 from gateway.memory.records import KINDS
 from gateway.upstream import Upstream
 
@@ -67,70 +71,100 @@ def transcript(messages: Sequence[Message]) -> str:
     return "\n".join(parts)
 
 
+class ModeFailed(Exception):
+    """One output mode failed; `fallback`: another mode may work (else the failure is the upstream's, not the mode's)."""
+
+    def __init__(self, reason: str, detail: str, *, fallback: bool) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.fallback = reason, detail, fallback
+
+
 class LLMExtractor:
     name = "llm"
 
-    def __init__(self, upstream: Upstream, model: str, api_key: str, max_calls: int, timeout: float = 60.0) -> None:
-        """One instance per batch: `max_calls` is what the batch may spend upstream, extraction and judge together."""
+    def __init__(self, upstream: Upstream, model: str, api_key: str, max_calls: int, status: LLMStatus, timeout: float = 60.0) -> None:
+        """One instance per batch: `max_calls` is what the batch may spend upstream, extraction and judge together;
+        `status` is shared by every batch (the modes that worked, the problems seen)."""
         self.upstream = upstream
         self.model = model
         self.api_key = api_key
         self.calls_left = max_calls
+        self.status = status
         self.timeout = timeout
 
-    async def _structured_call(self, what: str, name: str, schema: dict[str, Any], system: str, user: str) -> bytes:
-        """One `response_format: json_schema` chat completion to the upstream; its raw body. Raises ExtractionError,
-        also when the batch has spent its calls."""
+    async def _structured_call(self, what: str, name: str, schema: dict[str, Any], system: str, user: str, expect: tuple[str, type]) -> dict[str, Any]:
+        """The JSON object (with key `expect[0]` holding an `expect[1]`) the upstream answers, trying the output modes in turn.
+        Every failed or repaired answer is counted and kept; raises ExtractionError when no mode gave one."""
+        failures = []
+        for mode in self.status.modes_for(self.model):
+            try:
+                value = await self._attempt(mode, what, name, schema, system, user, expect)
+            except ModeFailed as failed:
+                self.status.problem(self.model, mode, failed.reason, f"{what}: {failed.detail}")
+                failures.append(f"{mode}: {failed}")
+                if failed.fallback:
+                    continue
+                break
+            self.status.worked(self.model, mode)
+            return value
+        raise ExtractionError(f"{what} call failed in every output mode tried ({'; '.join(failures)})")
+
+    async def _attempt(self, mode: str, what: str, name: str, schema: dict[str, Any], system: str, user: str, expect: tuple[str, type]) -> dict[str, Any]:
         if self.calls_left <= 0:
-            raise ExtractionError(f"{what} call not made: the batch spent its upstream calls (--max-llm-calls-per-job)")
+            raise ModeFailed("no_calls_left", "the batch spent its upstream calls (--max-llm-calls-per-job)", fallback=False)
         self.calls_left -= 1
-        body = {
-            "model": self.model,
-            "temperature": 0,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
-        }
         try:
             response = await self.upstream.client.post(
-                self.upstream.url("/v1/chat/completions"), json=body, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout
+                self.upstream.url("/v1/chat/completions"), json=request_body(mode, self.model, name, schema, system, user),
+                headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout,
             )
         except (httpx.HTTPError, OSError) as exc:
-            raise ExtractionError(f"{what} call failed: {type(exc).__name__}") from None
+            raise ModeFailed("unreachable", type(exc).__name__, fallback=False) from None
         if response.status_code != 200:
-            raise ExtractionError(f"{what} call answered {response.status_code}")
-        return response.content
+            refused = is_refusal(response.status_code, response.text)
+            raise ModeFailed("refused" if refused else "http_error", f"answered {response.status_code}: {response.text[:120]}", fallback=refused)
+        try:
+            text, where_asked, finish = answer_text(mode, json.loads(response.content))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ModeFailed("invalid", f"not a chat completion ({type(exc).__name__})", fallback=False) from None
+        key, kind = expect
+        try:
+            parsed = parse_object(text, key)
+        except NoJSON:
+            reason = "truncated" if finish == "length" else "unparseable" if mode == "prompt" else "ignored"
+            raise ModeFailed(reason, f"no {name} JSON in the {len(text)}-character answer (finish_reason {finish or 'none'})", fallback=True) from None
+        if not isinstance(parsed.value[key], kind):
+            raise ModeFailed("invalid", f"{key} is {type(parsed.value[key]).__name__}, not {kind.__name__}", fallback=True)
+        if parsed.truncated:
+            self.status.problem(self.model, mode, "truncated", f"{what}: answer cut off (finish_reason {finish or 'none'}); kept its complete items")
+        elif parsed.repaired or not where_asked:
+            self.status.problem(self.model, mode, "repaired", f"{what}: JSON found in fences, prose or content instead of where {mode} puts it")
+        return parsed.value
 
     async def extract(self, messages: Sequence[Message], reply: str) -> list[Candidate]:
         if not any(m.source for m in messages):
             return []
-        return parse_answer(await self._structured_call("extraction", "memgate_extraction", SCHEMA, SYSTEM_PROMPT, transcript(messages)))
+        answer = await self._structured_call("extraction", "memgate_extraction", SCHEMA, SYSTEM_PROMPT, transcript(messages), ("memories", list))
+        return candidates(answer)
 
     async def judge(self, statement: str, existing: Sequence[str]) -> tuple[str, int]:
         """The second structured call (`memgate_reconcile`) for a case the text rules cannot settle:
         ("same" | "replaces", index into `existing`) or ("new", -1). Raises ExtractionError."""
         listing = "\n".join(f"{i}. {text}" for i, text in enumerate(existing))
-        raw = await self._structured_call("reconcile", "memgate_reconcile", JUDGE_SCHEMA, JUDGE_PROMPT, f"NEW: {statement}\nEXISTING:\n{listing}")
+        answer = await self._structured_call("reconcile", "memgate_reconcile", JUDGE_SCHEMA, JUDGE_PROMPT, f"NEW: {statement}\nEXISTING:\n{listing}", ("action", str))
         try:
-            answer = json.loads(json.loads(raw)["choices"][0]["message"]["content"])
             action, index = str(answer["action"]), int(answer["memory"])
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ExtractionError(f"reconcile answer unreadable: {type(exc).__name__}") from None
         if action not in ("same", "replaces") or not 0 <= index < len(existing):
             return "new", -1
         return action, index
 
 
-def parse_answer(raw: bytes) -> list[Candidate]:
-    """Candidates from a chat completion whose content is the `memgate_extraction` JSON."""
-    try:
-        content = json.loads(raw)["choices"][0]["message"]["content"]
-        items = json.loads(content)["memories"]
-        if not isinstance(items, list):
-            raise TypeError("memories is not a list")
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ExtractionError(f"unreadable extraction answer: {type(exc).__name__}") from None
+def candidates(answer: dict[str, Any]) -> list[Candidate]:
+    """Candidates from a `memgate_extraction` object whose `memories` is a list."""
     out = []
-    for item in items[:MAX_CANDIDATES]:
+    for item in answer["memories"][:MAX_CANDIDATES]:
         if isinstance(item, dict) and isinstance(item.get("text"), str):
             candidate = clean_candidate(item["text"], str(item.get("kind", "fact")), item.get("confidence", 0.5))
             if candidate is not None:

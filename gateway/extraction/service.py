@@ -12,6 +12,7 @@ from gateway.config import Settings
 from gateway.exchange import ChatContext, Reply
 from gateway.extraction.jobs import JobBounds
 from gateway.extraction.learner import Learner
+from gateway.extraction.llm_status import LLMStatus
 from gateway.extraction.queue import JobQueue
 from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
 from gateway.memory.history import History
@@ -24,10 +25,11 @@ from gateway.upstream import Upstream
 class Extraction:
     """A running job queue (with the history it shares with memory), built by `open`."""
 
-    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection) -> None:
+    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection, llm_status: LLMStatus) -> None:
         self.queue = queue
         self.history = history
         self.request_writer = request_writer
+        self.llm_status = llm_status
 
     @classmethod
     async def open(
@@ -39,7 +41,7 @@ class Extraction:
         s = settings
         request_writer = open_request_writer(s.sqlite_path)
         try:
-            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db), spans))
+            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db), spans), metrics)
             queue = JobQueue(db, metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
                              bounds=JobBounds(s.max_job_messages, s.max_job_bytes), dead_letter_retention=s.dead_letter_retention,
                              has_extraction_key=bool(s.extraction_api_key), backoff=s.extraction_retry_seconds, request_writer=request_writer)
@@ -47,7 +49,7 @@ class Extraction:
         except BaseException:
             request_writer.close()
             raise
-        return cls(queue, history, request_writer)
+        return cls(queue, history, request_writer, learner.llm_status)
 
     async def aclose(self) -> None:
         """Stop the workers; the SQLite file stays open for its owner (the app's lifespan) to close."""

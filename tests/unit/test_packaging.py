@@ -1,9 +1,17 @@
-"""pyproject.toml: the wheel packages every gateway subpackage and its `memgate` script resolves."""
+"""pyproject.toml: the wheel packages every gateway subpackage, the embedding model and a script that resolves;
+the base dependencies cover everything the gateway imports outside the [local] extra."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import setuptools
@@ -22,3 +30,61 @@ def test_every_directory_of_gateway_code_is_a_packaged_package() -> None:
 def test_the_memgate_script_points_at_a_callable() -> None:
     module, _, name = PYPROJECT["project"]["scripts"]["memgate"].partition(":")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+# -- a plain install (no extras) has everything the gateway runs on ------------------------------------
+
+def distribution(requirement: str) -> str:
+    """The normalised distribution name of a requirement string ("uvicorn[standard]>=0.30" -> "uvicorn")."""
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def third_party_imports() -> dict[str, bool]:
+    """Each non-stdlib top-level module the gateway imports -> whether some module imports it at module level."""
+    found: dict[str, bool] = {}
+    for path in (ROOT / "gateway").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        in_functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.partition(".")[0] for name in names} - set(sys.stdlib_module_names) - {"gateway", "__future__"}:
+                found[top] = found.get(top, False) or id(node) not in in_functions
+    return found
+
+
+def test_every_module_the_gateway_imports_is_a_declared_dependency_and_extras_are_imported_lazily() -> None:
+    base = {distribution(r) for r in PYPROJECT["project"]["dependencies"]}
+    local = {distribution(r) for r in PYPROJECT["project"]["optional-dependencies"]["local"]}
+    owners = importlib.metadata.packages_distributions()
+    imports = third_party_imports()
+    assert {"lancedb", "tokenizers", "numpy"} <= set(imports)
+    for module, at_module_level in sorted(imports.items()):
+        dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
+        if dists & base:
+            continue
+        assert dists & local, f"gateway imports {module} ({dists}), which no dependency of pyproject provides"
+        assert not at_module_level, f"{module} is in the [local] extra only, so it may be imported inside functions only"
+
+
+def test_the_wheel_carries_the_shipped_embedding_model(tmp_path: Path) -> None:
+    from gateway.memory.static_model import MODEL_FILES, SHIPPED_MODEL_DIR
+
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "gateway", source / "gateway", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    build = "import setuptools.build_meta as b, sys; print(b.build_wheel(sys.argv[1]))"
+    result = subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist")], cwd=source, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with zipfile.ZipFile(tmp_path / "dist" / result.stdout.strip().splitlines()[-1]) as wheel:
+        inside = SHIPPED_MODEL_DIR.relative_to(ROOT).as_posix()
+        for name in MODEL_FILES:
+            assert wheel.read(f"{inside}/{name}") == (SHIPPED_MODEL_DIR / name).read_bytes(), name
+        requires = [line for line in wheel.read(next(n for n in wheel.namelist() if n.endswith("METADATA"))).decode().splitlines()
+                    if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert any("tokenizers" in line for line in requires) and not any(("torch" in line or "model2vec" in line) for line in requires)
