@@ -39,36 +39,56 @@ def distribution(requirement: str) -> str:
     return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def third_party_imports() -> dict[str, bool]:
-    """Each non-stdlib top-level module the gateway imports -> whether some module imports it at module level."""
-    found: dict[str, bool] = {}
-    for path in (ROOT / "gateway").rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        in_functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for top in {name.partition(".")[0] for name in names} - set(sys.stdlib_module_names) - {"gateway", "__future__"}:
-                found[top] = found.get(top, False) or id(node) not in in_functions
+def imports_of(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, whether at module level) for each absolute import in a source file."""
+    tree = ast.parse(path.read_text())
+    in_functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) not in in_functions) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, id(node) not in in_functions))
     return found
 
 
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Each non-stdlib top-level module the gateway imports -> the gateway modules importing it at module level."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "gateway").rglob("*.py"):
+        for name, at_module_level in imports_of(path):
+            top = name.partition(".")[0]
+            if top in sys.stdlib_module_names or top in ("gateway", "__future__"):
+                continue
+            found.setdefault(top, set()).update([module_name(path)] if at_module_level else [])
+    return found
+
+
+def lazily_imported_modules() -> set[str]:
+    """Gateway modules that no gateway module imports at module level: loaded only when a feature asks."""
+    eager = {name for path in (ROOT / "gateway").rglob("*.py") for name, top in imports_of(path) if top and name.startswith("gateway.")}
+    return {module_name(p) for p in (ROOT / "gateway").rglob("*.py")} - eager - {"gateway", "gateway.__main__"}
+
+
 def test_every_module_the_gateway_imports_is_a_declared_dependency_and_extras_are_imported_lazily() -> None:
+    extras = PYPROJECT["project"]["optional-dependencies"]
     base = {distribution(r) for r in PYPROJECT["project"]["dependencies"]}
-    local = {distribution(r) for r in PYPROJECT["project"]["optional-dependencies"]["local"]}
+    optional = {distribution(r) for name, reqs in extras.items() if name != "test" for r in reqs}
     owners = importlib.metadata.packages_distributions()
     imports = third_party_imports()
+    lazy = lazily_imported_modules()
     assert {"lancedb", "tokenizers", "numpy"} <= set(imports)
-    for module, at_module_level in sorted(imports.items()):
+    for module, importers in sorted(imports.items()):
         dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
         if dists & base:
             continue
-        assert dists & local, f"gateway imports {module} ({dists}), which no dependency of pyproject provides"
-        assert not at_module_level, f"{module} is in the [local] extra only, so it may be imported inside functions only"
+        assert dists & optional, f"gateway imports {module} ({dists}), which no dependency of pyproject provides"
+        eager = importers - lazy
+        assert not eager, f"{module} is in an extra only, so {sorted(eager)} may import it inside functions only (or be imported lazily)"
 
 
 def test_the_wheel_carries_the_shipped_embedding_model(tmp_path: Path) -> None:
