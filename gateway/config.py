@@ -86,6 +86,7 @@ class Settings:
     dead_letter_retention: float = setting(7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)")
     max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
+    anthropic_upstream_url: str = setting("https://api.anthropic.com", "upstream of the Anthropic Messages API (/v1/messages), with or without /v1; 'upstream' sends it to --upstream-url")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
 
