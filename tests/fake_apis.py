@@ -16,12 +16,14 @@ answers status "queued" at once.
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import json
 import re
 from typing import Any
 
-ids = itertools.count(1)
+def fake_id(prefix: str, *parts: Any) -> str:
+    """Ids derived from the request: the same request gets the same bytes back, so a test can compare streams."""
+    return prefix + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def sse(event: dict[str, Any]) -> bytes:
@@ -50,7 +52,7 @@ def input_text(given: Any) -> str:
 
 def response_object(req: dict[str, Any], status: str, output: list[dict[str, Any]], rid: str | None = None) -> dict[str, Any]:
     return {
-        "id": rid or f"resp_{next(ids):06d}", "object": "response", "created_at": 1700000000, "status": status, "error": None,
+        "id": rid or fake_id("resp_", req, status), "object": "response", "created_at": 1700000000, "status": status, "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": req.get("instructions"), "max_output_tokens": req.get("max_output_tokens"), "model": req.get("model", ""),
         "output": output, "parallel_tool_calls": True, "previous_response_id": req.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
@@ -77,7 +79,7 @@ def responses_output(model: str, text: str) -> list[dict[str, Any]]:
 def responses_events(req: dict[str, Any], text: str) -> list[dict[str, Any]]:
     """The typed events of one streamed response, numbered as the real API numbers them."""
     model = str(req.get("model", ""))
-    rid = f"resp_{next(ids):06d}"
+    rid = fake_id("resp_", req, "stream")
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": response_object(req, "in_progress", [], rid)},
         {"type": "response.in_progress", "response": response_object(req, "in_progress", [], rid)},
@@ -189,7 +191,7 @@ def message_body(model: str, text: str) -> dict[str, Any]:
     if tools:
         content = [{"type": "text", "text": "Let me look that up."},
                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]
-    return {"id": f"msg_{next(ids):06d}", "type": "message", "role": "assistant", "model": model, "content": content,
+    return {"id": fake_id("msg_", model, text), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": "tool_use" if tools else "end_turn", "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 5}}
 
 
