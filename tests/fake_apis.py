@@ -221,7 +221,7 @@ def messages_events(model: str, text: str) -> list[dict[str, Any]]:
 
 def messages_refusal(headers: dict[str, str], model: str) -> tuple[int, dict[str, Any]] | None:
     """What the real API refuses before answering: no key, no version header, an error model."""
-    if not headers.get("x-api-key"):
+    if not headers.get("x-api-key") and not headers.get("authorization", "").startswith("Bearer "):  # newer SDKs send a Bearer token
         return 401, anthropic_error(401, "authentication_error", "x-api-key header is required")
     if not headers.get("anthropic-version"):
         return 400, anthropic_error(400, "invalid_request_error", "anthropic-version: header is required")
