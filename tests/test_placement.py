@@ -4,7 +4,6 @@ starts with the previous request's bytes up to where its block was (provider pro
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx

@@ -162,3 +162,17 @@ def test_gateway_errors_on_the_responses_route_are_openai_shaped(gw: Gateway) ->
     for response in (bad_mode, not_json):
         assert response.status_code == 400
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_memory_mode_narrows_responses_as_it_does_chat(gw: Gateway, upstream: FakeUpstream) -> None:
+    add_memory(gw, KEY, "max", "Max collects vinyl records")
+    off = client(gw, "max").responses.with_raw_response.create(model="gpt-4o", input="I prefer jazz. Any vinyl tips?",
+                                                               extra_headers={"X-Memory-Mode": "off"})
+    assert off.headers["X-Memory-Status"] == "off" and "instructions" not in last_response_request(upstream)
+    read = client(gw, "max").responses.with_raw_response.create(model="gpt-4o", input="I prefer jazz. Any vinyl tips?",
+                                                                extra_headers={"X-Memory-Mode": "read"})
+    assert read.headers["X-Memory-Injected"] == "1" and "Max collects vinyl records" in last_response_request(upstream)["instructions"]
+    flush(gw)
+    assert user_texts(gw, "max") == ["Max collects vinyl records"]  # neither request was learned from
+    assert gw.metric("memgate_memory_status_total", status="off", api="responses") >= 1
+    assert gw.metric("memgate_memories_injected_count", api="responses") >= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
@@ -21,7 +20,7 @@ def is_user_item(item: Any) -> bool:
 
 def as_message(item: Any) -> dict[str, Any] | None:
     """One input item as a chat message: messages keep their role and text parts, tool calls and outputs
-    become assistant and tool turns; other items (reasoning, references) only count toward the prompt."""
+    become assistant and tool turns; other items (reasoning, references) count as a message of no text."""
     if not isinstance(item, dict):
         return None
     kind = item.get("type", "message")
@@ -34,7 +33,7 @@ def as_message(item: Any) -> dict[str, Any] | None:
     if kind == "function_call_output":
         output = item.get("output")
         return {"role": "tool", "content": output if isinstance(output, (str, list)) else None}
-    return {"role": "item", "content": json.dumps(item, ensure_ascii=False)}
+    return {"role": "item", "content": None}  # not serialised to be counted: a huge reasoning item would cost the event loop
 
 
 def reply_from_response(body: Any) -> Reply | None:
