@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from gateway.apis.chat import ChatApi
+from gateway.errors import BadRequest, ClientBodyTimeout, UpstreamTimeout, UpstreamUnreachable
 from gateway.apis.messages import MessagesApi, MessagesCapture, reply_from_message
 from gateway.apis.responses import ResponsesApi, ResponsesCapture
 from gateway.memory.inject import SEPARATOR
@@ -89,3 +90,12 @@ def test_messages_capture_and_json_reply_read_text_and_tool_use() -> None:
     assert reply.content == "hi " and reply.tool_calls[0]["function"] == {"name": "w", "arguments": "{}"} and reply.finish_reason == "tool_use"
     assert reply_from_message({"type": "error", "error": {}}) is None
     assert reply_from_message({"type": "message", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}).content == "ab"
+
+
+def test_messages_errors_are_anthropic_shaped_with_the_gateways_status() -> None:
+    for exc, status, kind in ((BadRequest("bad"), 400, "invalid_request_error"), (UpstreamUnreachable("down"), 502, "api_error"),
+                              (UpstreamTimeout("slow"), 504, "timeout_error"), (ClientBodyTimeout("stalled"), 408, "timeout_error")):
+        response = MessagesApi().error(exc, {"X-Memory-Request-Id": "r1"})
+        assert response.status_code == status and json.loads(response.body) == {"type": "error", "error": {"type": kind, "message": exc.message}}
+        assert response.headers["X-Memory-Request-Id"] == "r1"
+    assert MessagesApi().error(ClientBodyTimeout("stalled"), {}).headers["connection"] == "close"
