@@ -6,7 +6,7 @@ Part 1 (wrk, real processes): the fake upstream direct, the gateway with memory 
 injecting for a warm user holding 1,000 memories; p50/p99 and throughput at 1 and 64 connections.
 Every request asks a different question, so the query-embedding cache never helps.
 
-Part 2 (in process): recall alone (MemoryLayer.recall_into: embed, hybrid rank, core profile, pack,
+Part 2 (in process): recall alone (MemoryLayer.recall_block: embed, hybrid rank, core profile, pack,
 render) for warm users with 1k and 10k memories in a table of --rows rows, plus the cold costs
 (loading a user into the hot tier, a filtered LanceDB vector query) that the hot tier avoids.
 """
@@ -225,7 +225,7 @@ async def timed_recalls(layer: MemoryLayer, user: str, n: int, concurrency: int,
         ctx = ChatContext(f"r{i}", Identity("bench", user), "default", RuleSettings(recall_timeout_ms=5000), "gpt-4o-mini", True, False)
         payload = {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"{qs[i % len(qs)]} ({i})"}]}
         t = time.perf_counter()
-        await layer.recall_into(ctx, payload)
+        await layer.recall_block(ctx, payload, True)
         durations.append((time.perf_counter() - t) * 1000)
         injected.append(ctx.injected)
 

@@ -98,6 +98,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
 
     routes = [
         Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
+        Route("/v1/responses", proxy.responses, methods=["POST"]),
+        Route("/v1/messages", proxy.messages, methods=["POST"]),
+        Route("/v1/messages/{path:path}", proxy.messages_passthrough, methods=ALL_METHODS),
         Route("/v1/{path:path}", proxy.passthrough, methods=ALL_METHODS),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -93,6 +93,7 @@ class Settings:
     max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
     genai_provider_name: str = setting("", "gen_ai.provider.name on the upstream call's trace span; empty: known from the upstream host (openai, anthropic...), else the host")
+    anthropic_upstream_url: str = setting("https://api.anthropic.com", "upstream of the Anthropic Messages API (/v1/messages), with or without /v1; 'upstream' sends it to --upstream-url")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
 

@@ -25,6 +25,7 @@ class ChatContext:
     # The caller's key, kept in memory only for an `llm` extractor without its own key.
     api_key: str = field(default="", repr=False)
     memory_status: str = "off"  # ok | off | timeout | degraded
+    api: str = "chat"  # chat | responses | messages: the `api` metric label
     injected: int = 0
     injected_tokens: int = 0
     trace_parent: str = ""  # W3C traceparent of the request's span when tracing is on: its extraction job links to it
@@ -42,8 +43,9 @@ class Reply:
 class MemoryLayer(Protocol):
     """What the proxy asks of memory. Both calls fail open: they never raise into the request."""
 
-    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """Return the payload with memories injected, or None to forward the request unchanged."""
+    async def recall_block(self, ctx: ChatContext, payload: dict[str, Any], appending: bool) -> str | None:
+        """The memory block for a chat-shaped payload (led by the separator when `appending` to existing
+        system text), or None to forward the request unchanged."""
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         """Durably enqueue the exchange for extraction."""

@@ -60,7 +60,8 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return headers.get("api-key", "").strip()  # Azure-style clients
+    # Azure-style clients send `api-key`, Anthropic's `x-api-key`: the same key has the same fingerprint however sent.
+    return (headers.get("api-key") or headers.get("x-api-key") or "").strip()
 
 
 def key_problem(token: str) -> str | None:
@@ -97,7 +98,8 @@ def identify(headers: Mapping[str, str], body: Mapping[str, Any], tenant_mode: s
     if user is not None:
         validate_id(user, "X-Memory-User-Id")
     else:
-        user = _body_user(body.get("user"))
+        # `safety_identifier` is OpenAI's successor to `user`: the same end-user id under a new name.
+        user = _body_user(body.get("user")) or _body_user(body.get("safety_identifier"))
     agent = headers.get("x-memory-agent-id")
     session = headers.get("x-memory-session-id")
     if agent is not None:

@@ -22,9 +22,9 @@ class KeylessCallers:
         self.metrics = metrics
         self._logged: set[str] = set()  # fingerprints already logged, at most MAX_LOGGED_KEYS
 
-    def memory_off(self, reason: str, fingerprint: str, request_id: str) -> None:
+    def memory_off(self, reason: str, fingerprint: str, request_id: str, api: str = "chat") -> None:
         """Count a request whose memory is off for want of a key (`reason`: NO_KEY or PLACEHOLDER_KEY); log each key once."""
-        self.metrics.keyless_memory_off.labels(reason).inc()
+        self.metrics.keyless_memory_off.labels(reason, api).inc()
         if fingerprint in self._logged or len(self._logged) >= MAX_LOGGED_KEYS:
             return
         self._logged.add(fingerprint)

@@ -28,6 +28,7 @@ HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
 # The llm extractor's answers that failed or needed repair (gateway/extraction/llm.py).
 LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left")
+APIS = ("chat", "responses", "messages")  # the `api` label: chat completions, OpenAI Responses, Anthropic Messages
 
 
 class Metrics:
@@ -50,16 +51,16 @@ class Metrics:
         )
         self.upstream_errors = Counter("memgate_upstream_errors", "Upstream failures, by reason", ["reason"], registry=r)
         self.in_flight = Gauge("memgate_requests_in_flight", "Requests being served now", registry=r)
-        self.memory_status = Counter("memgate_memory_status", "Chat requests by X-Memory-Status", ["status"], registry=r)
+        self.memory_status = Counter("memgate_memory_status", "Requests of the memory APIs by X-Memory-Status and API (chat, responses, messages)", ["status", "api"], registry=r)
         self.keyless_memory_off = Counter(
-            "memgate_keyless_memory_off", "Chat requests served with memory off for want of a caller key, by reason", ["reason"], registry=r
+            "memgate_keyless_memory_off", "Memory API requests served with memory off for want of a caller key, by reason and API", ["reason", "api"], registry=r
         )
         self.rules_reloads = Counter("memgate_rules_reloads", "Rules reloads, by outcome", ["outcome"], registry=r)
         # Recall and injection.
-        self.recall_duration = Histogram("memgate_recall_duration_seconds", "Recall time per request", buckets=FAST_BUCKETS, registry=r)
-        self.recall_timeouts = Counter("memgate_recall_timeouts", "Recalls that exceeded recall_timeout_ms", registry=r)
-        self.memories_injected = Histogram("memgate_memories_injected", "Memories injected per request", buckets=COUNT_BUCKETS, registry=r)
-        self.injected_tokens = Histogram("memgate_injected_tokens", "Tokens of memory injected per request", buckets=TOKEN_BUCKETS, registry=r)
+        self.recall_duration = Histogram("memgate_recall_duration_seconds", "Recall time per request", ["api"], buckets=FAST_BUCKETS, registry=r)
+        self.recall_timeouts = Counter("memgate_recall_timeouts", "Recalls that exceeded recall_timeout_ms", ["api"], registry=r)
+        self.memories_injected = Histogram("memgate_memories_injected", "Memories injected per request", ["api"], buckets=COUNT_BUCKETS, registry=r)
+        self.injected_tokens = Histogram("memgate_injected_tokens", "Tokens of memory injected per request", ["api"], buckets=TOKEN_BUCKETS, registry=r)
         self.hot_tier = Counter("memgate_hot_tier_lookups", "Hot tier lookups, by result", ["result"], registry=r)
         self.flagged_memories = Counter("memgate_memories_flagged", "Memories flagged as instruction-like", registry=r)
         # Extraction.
@@ -77,7 +78,7 @@ class Metrics:
             "memgate_extraction_duration_seconds", "Time to extract and reconcile one batch", buckets=SLOW_BUCKETS, registry=r
         )
         self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
-        self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
+        self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason", "api"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
         self.llm_extraction_problems = Counter(
             "memgate_extraction_llm_problems", "llm extractor answers that failed or needed repair, by reason", ["reason"], registry=r
@@ -85,18 +86,20 @@ class Metrics:
 
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
-            (self.memory_status, MEMORY_STATUSES),
-            (self.keyless_memory_off, KEYLESS_REASONS),
             (self.rules_reloads, RULES_RELOAD_OUTCOMES),
             (self.hot_tier, HOT_TIER_RESULTS),
             (self.extraction_jobs, EXTRACTION_OUTCOMES),
             (self.memories_written, MEMORY_WRITE_ACTIONS),
-            (self.captures_skipped, CAPTURE_SKIPPED_REASONS),
             (self.hygiene_removed, HYGIENE_REASONS),
             (self.llm_extraction_problems, LLM_PROBLEM_REASONS),
         ):
             for value in values:
                 counter.labels(value)
+        for api in APIS:
+            for counter, values in ((self.memory_status, MEMORY_STATUSES), (self.keyless_memory_off, KEYLESS_REASONS), (self.captures_skipped, CAPTURE_SKIPPED_REASONS)):
+                for value in values:
+                    counter.labels(value, api)
+            self.recall_timeouts.labels(api)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,4 +1,4 @@
-"""The proxy endpoints: chat completions (with memory) and byte-exact passthrough of every other /v1 path."""
+"""The proxy endpoints: chat completions, Responses and Messages (with memory), and byte-exact passthrough of every other /v1 path."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from gateway.apis.base import Api
+from gateway.apis.chat import ChatApi
+from gateway.apis.messages import MessagesApi, anthropic_base
+from gateway.apis.responses import ResponsesApi
 from gateway.client_body import ClientBody, json_object, read_body
 from gateway.config import Settings
 from gateway.errors import BadRequest, GatewayError
@@ -24,7 +28,6 @@ from gateway.metrics import Metrics
 from gateway.observability import NoTracing, NoUpstreamCall
 from gateway.rules import RequestFacts
 from gateway.rules_watcher import LiveRules
-from gateway.replies import StreamCapture, reply_from_json
 from gateway.upstream import Upstream, as_gateway_error, failure_reason, forwardable, response_headers
 
 log = logging.getLogger("memgate.proxy")
@@ -80,35 +83,51 @@ class Proxy:
         self.rules = rules
         self.metrics = metrics
         self.keyless = KeylessCallers(metrics)
+        self.apis: dict[str, Api] = {api.name: api for api in (ChatApi(), ResponsesApi(), MessagesApi())}
+        self.bases = {"messages": anthropic_base(settings)}  # upstream bases other than --upstream-url, by route
 
-    # -- chat completions ---------------------------------------------------------------------
+    # -- the APIs with memory: chat completions, Responses, Messages ---------------------------------
 
     async def chat(self, request: Request) -> Response:
+        return await self._with_memory(request, self.apis["chat"])
+
+    async def responses(self, request: Request) -> Response:
+        return await self._with_memory(request, self.apis["responses"])
+
+    async def messages(self, request: Request) -> Response:
+        return await self._with_memory(request, self.apis["messages"])
+
+    async def _with_memory(self, request: Request, api: Api) -> Response:
+        """Recall and inject, forward, then capture the answer (JSON or SSE) for extraction: one path for every API."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
+        route = api.name
         memory: MemoryLayer | None = getattr(request.state, "layer", None)
         tracing = self.tracing
         call = tracing.upstream_call()
         try:
-            ctx, payload, body = await self._prepare(request, request_id)
+            ctx, payload, body = await self._prepare(request, request_id, api)
             tracing.bind(ctx)
+            view = api.view(payload) if memory is not None and (ctx.read or ctx.write) else payload
             if ctx.read and memory is not None:
-                with tracing.search_memory(ctx, payload):
-                    injected = await memory.recall_into(ctx, payload)
+                placement = ctx.rule.placement
+                with tracing.search_memory(ctx, view):
+                    block = await memory.recall_block(ctx, view, api.appends(payload, placement))
+                injected = None if block is None else api.insert(payload, block, placement)
                 if injected is not None:
                     body = encode_json(injected)
             sent = time.perf_counter()
-            url = self.upstream.url(*raw_target(request))
+            url = self.upstream.url(*raw_target(request), base=self.bases.get(route))
             upstream = await self.upstream.open("POST", url, call.start(ctx.model, url, forwardable(request.headers.items())), body)
         except GatewayError as exc:
             call.end(error=exc)
             if exc.status >= 502:
                 self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
-            return self._finish("chat", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
+            return self._finish(route, api.error(exc, {"X-Memory-Request-Id": request_id}), started, None, request_id)
         headers = response_headers(upstream.headers) + self._memory_headers(ctx)
-        self.metrics.memory_status.labels(ctx.memory_status).inc()
+        self.metrics.memory_status.labels(ctx.memory_status, route).inc()
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-            return self._stream_chat(ctx, payload, upstream, headers, started, sent, memory, call)
+            return self._stream(api, ctx, view, upstream, headers, started, sent, memory, call)
         try:
             # Raw bytes, not `aread()`: that would decode a gzip body the client asked for and must get as is.
             raw = b"".join([chunk async for chunk in upstream.aiter_raw()])
@@ -116,26 +135,26 @@ class Proxy:
             error = as_gateway_error(exc)
             call.end(error=error)
             self.metrics.upstream_errors.labels(failure_reason(error)).inc()
-            return self._finish("chat", error.response({"X-Memory-Request-Id": request_id}), started, sent, request_id)
+            return self._finish(route, api.error(error, {"X-Memory-Request-Id": request_id}), started, sent, request_id)
         finally:
             await upstream.aclose()
         upstream_done = time.perf_counter()
         call.end(upstream.status_code, body=raw, encoding=upstream.headers.get("content-encoding", ""))
         after: Callable[[], Awaitable[None]] | None = None
         if ctx.write and memory is not None:
-            reply = reply_from_json(raw, upstream.headers.get("content-encoding", "")) if upstream.status_code == 200 else None
+            reply = api.reply_from_json(raw, upstream.headers.get("content-encoding", "")) if upstream.status_code == 200 else None
             if reply is None:
-                self.metrics.captures_skipped.labels("failed" if upstream.status_code != 200 else "unreadable").inc()
+                self.metrics.captures_skipped.labels("failed" if upstream.status_code != 200 else "unreadable", route).inc()
             else:
-                after = functools.partial(memory.capture, ctx, payload, reply)
+                after = functools.partial(memory.capture, ctx, view, reply)
         response = BodyThenCommit(raw, upstream.status_code, headers, after)
-        return self._finish("chat", response, started, sent, request_id, upstream_done)
+        return self._finish(route, response, started, sent, request_id, upstream_done)
 
-    async def _prepare(self, request: Request, request_id: str) -> tuple[ChatContext, dict[str, Any], bytes]:
+    async def _prepare(self, request: Request, request_id: str, api: Api) -> tuple[ChatContext, dict[str, Any], bytes]:
         body = await read_body(request, self.settings.max_body_bytes, self.settings.client_body_timeout)
         payload = json_object(body)
         headers = request.headers
-        identity = identify(headers, payload, self.settings.tenant_mode, self.settings.tenants)
+        identity = identify(headers, api.identity_fields(payload), self.settings.tenant_mode, self.settings.tenants)
         model = payload.get("model") if isinstance(payload.get("model"), str) else ""
         facts = RequestFacts(model, request.url.path, identity.tenant, identity.user, headers)
         rule_name, rule = self.rules.current.select(facts)
@@ -146,17 +165,18 @@ class Proxy:
         if not identity.has_user:
             read = write = False
         elif identity.keyless is not None and (read or write):
-            self.keyless.memory_off(identity.keyless, identity.tenant, request_id)
+            self.keyless.memory_off(identity.keyless, identity.tenant, request_id, api.name)
             read = write = False
-        ctx = ChatContext(request_id, identity, rule_name, rule, model, read, write, api_key=bearer_token(headers))
+        api_key = bearer_token(headers) if api.lends_key else ""
+        ctx = ChatContext(request_id, identity, rule_name, rule, model, read, write, api_key=api_key, api=api.name)
         ctx.memory_status = "ok" if (read or write) else "off"
         return ctx, payload, body
 
-    def _stream_chat(
-        self, ctx: ChatContext, payload: dict[str, Any], upstream: httpx.Response, headers: list[tuple[str, str]], started: float, sent: float,
-        memory: MemoryLayer | None, call: NoUpstreamCall,
+    def _stream(
+        self, api: Api, ctx: ChatContext, view: dict[str, Any], upstream: httpx.Response, headers: list[tuple[str, str]], started: float,
+        sent: float, memory: MemoryLayer | None, call: NoUpstreamCall,
     ) -> Response:
-        capture = StreamCapture() if ctx.write and memory is not None and upstream.status_code == 200 else None
+        capture = api.stream_capture() if ctx.write and memory is not None and upstream.status_code == 200 else None
         metrics = self.metrics
 
         def first_byte() -> None:
@@ -169,15 +189,15 @@ class Proxy:
             capture.failed = capture.failed or broken
             reply = capture.reply()
             if capture.error is not None:
-                metrics.captures_skipped.labels("capture_error").inc()
+                metrics.captures_skipped.labels("capture_error", api.name).inc()
                 log.warning("could not read the streamed reply: not learning from it", extra={"request_id": ctx.request_id, "error": type(capture.error).__name__})
             elif reply is None:
-                metrics.captures_skipped.labels("truncated").inc()
+                metrics.captures_skipped.labels("truncated", api.name).inc()
             else:
-                await memory.capture(ctx, payload, reply)
+                await memory.capture(ctx, view, reply)
 
         body = self._relay(
-            upstream, "chat", ctx.request_id, started, sent,
+            upstream, api.name, ctx.request_id, started, sent,
             first_byte=first_byte, on_chunk=None if capture is None else capture.feed, finish=finish, log_extra={"stream": True},
         )
         return streaming(body, upstream.status_code, headers)
@@ -195,15 +215,22 @@ class Proxy:
 
     async def passthrough(self, request: Request) -> Response:
         """Forward any other /v1 request untouched, streaming both bodies."""
+        return await self._passthrough(request, self.apis["chat"])
+
+    async def messages_passthrough(self, request: Request) -> Response:
+        """The rest of the Messages surface (`/v1/messages/...`: batches, token counts) to the Anthropic upstream."""
+        return await self._passthrough(request, self.apis["messages"])
+
+    async def _passthrough(self, request: Request, api: Api) -> Response:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        url = self.upstream.url(*raw_target(request))
         try:
+            url = self.upstream.url(*raw_target(request), base=self.bases.get(api.name))
             upstream = await self._forward_request(request, url)
         except GatewayError as exc:
             if exc.status >= 502:
                 self.metrics.upstream_errors.labels(failure_reason(exc)).inc()
-            return self._finish("passthrough", exc.response({"X-Memory-Request-Id": request_id}), started, None, request_id)
+            return self._finish("passthrough", api.error(exc, {"X-Memory-Request-Id": request_id}), started, None, request_id)
         sent = started
         headers = response_headers(upstream.headers) + [("X-Memory-Request-Id", request_id)]
         upstream_length = upstream.headers.get("content-length")

@@ -32,6 +32,7 @@ class RuleSettings:
     ttl_days: float = 0.0  # 0 = keep forever
     expire_unused_days: float = 0.0  # 0 = never expire memories that are never recalled
     max_memories: int = 0  # 0 = the gateway's max_memories_per_user
+    placement: str = "system"  # "system": in the system prompt; "tail": right before the latest user turn (prompt caches stay warm)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ def _check_setting(where: str, key: str, value: Any) -> Any:
         raise RulesError(f"{where}: field 'budget_ratio' must be in (0, 1]")
     if key == "extractor" and value not in ("", "heuristic", "llm"):
         raise RulesError(f"{where}: field 'extractor' must be 'heuristic' or 'llm'")
+    if key == "placement" and value not in ("system", "tail"):
+        raise RulesError(f"{where}: field 'placement' must be 'system' or 'tail'")
     if key == "template" and value not in ("default", "compact"):
         raise RulesError(f"{where}: field 'template' must be 'default' or 'compact'")
     return value

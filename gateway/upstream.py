@@ -101,10 +101,10 @@ class Upstream:
             follow_redirects=False,
         )
 
-    def url(self, path: str, query: str = "") -> str:
-        """Map a gateway path (`/v1/...`) onto the upstream base (which already ends in `/v1`)."""
+    def url(self, path: str, query: str = "", base: str | None = None) -> str:
+        """Map a gateway path (`/v1/...`) onto the upstream base, or another `base` (each already ends in `/v1`)."""
         suffix = path[3:] if path.startswith("/v1/") or path == "/v1" else path
-        return f"{self.base}{suffix}" + (f"?{query}" if query else "")
+        return f"{base or self.base}{suffix}" + (f"?{query}" if query else "")
 
     async def open(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | AsyncIterator[bytes]) -> httpx.Response:
         """Send a request and return the response with its body still unread (the caller closes it)."""

@@ -78,8 +78,8 @@ OVERVIEW = [
               quantiles("memgate_upstream_duration_seconds", "route"), "s"),
         Panel("Stream time to first byte", "Arrival of a streamed chat request to its first byte back to the client.",
               quantiles("memgate_stream_first_byte_seconds"), "s"),
-        Panel("Gateway-added p99 (chat, 5m)", "The number to watch: memgate's own p99 on chat completions.",
-              [('histogram_quantile(0.99, sum by (le) (rate(memgate_overhead_seconds_bucket{route="chat"}[5m])))', "p99")],
+        Panel("Gateway-added p99 (memory APIs, 5m)", "The number to watch: memgate's own p99 on the APIs it gives memory to (chat, Responses, Messages).",
+              [('histogram_quantile(0.99, sum by (le) (rate(memgate_overhead_seconds_bucket{route=~"chat|responses|messages"}[5m])))', "p99")],
               "s", kind="stat", width=6, extra={"thresholds": [(None, "green"), (0.01, "yellow"), (0.025, "red")]}),
     ]),
     Row("Process", [

@@ -43,12 +43,13 @@ RULE_FIELDS = {
     "ttl_days": "forget memories older than this many days (0: never)",
     "expire_unused_days": "forget memories never recalled within this many days (0: never)",
     "max_memories": "per-user cap for users matched here (0: `--max-memories-per-user`)",
+    "placement": "where the memory block goes: `system` (end of the system prompt / `instructions` / `system`) or `tail` (right before the latest user turn, so the prompt's prefix stays byte-identical and provider prompt caches stay warm; see Placement)",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",
-    "path": "glob on the request path (`/v1/chat/completions`)",
+    "path": "glob on the request path (`/v1/chat/completions`, `/v1/responses`, `/v1/messages`)",
     "tenant": "glob on the tenant (`k_` + 16 hex of sha256(API key), or its `[tenants]` name)",
-    "user": "glob on the user id (header `X-Memory-User-Id`, else the body's `user`)",
+    "user": "glob on the user id (header `X-Memory-User-Id`, else the body's `user`, `safety_identifier` or Messages' `metadata.user_id`)",
     "header": "table of header name to glob on its value; every entry must match",
 }
 

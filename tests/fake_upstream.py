@@ -15,6 +15,8 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
   fake-gzip       JSON reply gzip-encoded (Content-Encoding: gzip), as real upstreams do when asked
   fake-odd-tools  streams tool-call deltas a buggy server sends: `"index": null`, `"function": "x"`
 
+`/v1/responses` and `/v1/messages` are answered as OpenAI's and Anthropic's APIs do (tests/fake_apis.py).
+
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
 first-person sentence inside its <user> tags and one per "You"/"Your" sentence inside its <assistant>
 tags (what the assistant states about the user), unless its model is fake-error-NNN; one
@@ -33,6 +35,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from .fake_apis import FakeResponses, input_text, messages_events, message_body, messages_refusal, messages_user_text, responses_events, sse
 
 
 @dataclass
@@ -56,6 +60,7 @@ class FakeUpstream:
     incomplete_bodies: int = 0  # requests whose sender hung up before the whole body came
     extraction_calls: int = 0
     hold_extractions: threading.Event = field(default_factory=lambda: set_event(threading.Event()))
+    responses: FakeResponses = field(default_factory=FakeResponses)
 
     def start(self) -> FakeUpstream:
         ready = threading.Event()
@@ -90,6 +95,10 @@ class FakeUpstream:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    def api_requests(self, path: str) -> list[Received]:
+        """POSTs to exactly `path` (`/v1/responses`, `/v1/messages`)."""
+        return [r for r in self.received if r.path == path and r.method == "POST"]
 
     def chat_requests(self) -> list[Received]:
         return [r for r in self.received if r.path.endswith("/chat/completions") and b"memgate_extraction" not in r.body]
@@ -171,6 +180,10 @@ class FakeUpstream:
     # -- behaviours ------------------------------------------------------------------------------
 
     async def _respond(self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if path.startswith("/v1/responses"):
+            return await self._responses(method, path, headers, body, writer)
+        if path.startswith("/v1/messages"):
+            return await self._messages(path, headers, body, writer)
         if not path.startswith("/v1/chat/completions") or method != "POST":
             if path.startswith("/v1/embeddings"):
                 return await self._send_json(writer, 200, embeddings(json.loads(body)))
@@ -226,6 +239,48 @@ class FakeUpstream:
                 await writer.drain()
                 if model == "fake-drip":
                     await asyncio.sleep(delay)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.cancelled_streams += 1
+            return False
+        return True
+
+
+    async def _responses(self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if path != "/v1/responses":
+            return await self._send_json(writer, *self.responses.other(method, path))
+        req = json.loads(body)
+        text = headers.get("x-fake-reply") or "echo: " + input_text(req.get("input"))
+        if not req.get("stream") or str(req.get("model", "")).startswith("fake-error-"):
+            return await self._send_json(writer, *self.responses.create(req, text))
+        events = responses_events(req, text)
+        self.responses.keep(req, events)
+        return await self._stream(writer, [sse(e) for e in events], str(req.get("model", "")))
+
+    async def _messages(self, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        req = json.loads(body)
+        model = str(req.get("model", ""))
+        if path == "/v1/messages/count_tokens":
+            return await self._send_json(writer, 200, {"input_tokens": len(body) // 4})
+        refused = messages_refusal(headers, model)
+        if refused is not None:
+            return await self._send_json(writer, *refused)
+        text = headers.get("x-fake-reply") or "echo: " + messages_user_text(req.get("messages"))
+        if not req.get("stream"):
+            return await self._send_json(writer, 200, message_body(model, text))
+        return await self._stream(writer, [sse(e) for e in messages_events(model, text)], model)
+
+    async def _stream(self, writer: asyncio.StreamWriter, events: list[bytes], model: str) -> bool:
+        """Typed SSE events, chunked; fake-reset drops the connection after three of them."""
+        writer.write(self._head(200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]))
+        try:
+            for index, event in enumerate(events):
+                if model == "fake-reset" and index == 3:
+                    writer.transport.abort()
+                    return False
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         except (ConnectionError, RuntimeError):

@@ -130,7 +130,7 @@ class JobQueue:
         if cut:
             self.metrics.job_messages_cut.inc(cut)
         if not any(m.source for m in messages):
-            self.metrics.captures_skipped.labels("nothing_to_extract").inc()
+            self.metrics.captures_skipped.labels("nothing_to_extract", ctx.api).inc()
             return False
         if len(self._jobs) >= self.max_jobs:
             self.dropped += 1
@@ -143,7 +143,7 @@ class JobQueue:
         try:
             job_id = await self._insert(row)
         except Exception:
-            self.metrics.captures_skipped.labels("queue_error").inc()
+            self.metrics.captures_skipped.labels("queue_error", ctx.api).inc()
             log.exception("extraction job not committed", extra={"request_id": ctx.request_id})
             return False
         if ctx.api_key and extractor == "llm" and not self.has_extraction_key:

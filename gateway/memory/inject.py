@@ -135,19 +135,24 @@ def system_index(messages: list[Any]) -> int | None:
 
 def with_block(payload: dict[str, Any], packed: Packed) -> dict[str, Any]:
     """A copy of the payload whose first system/developer message ends with the block (or a new one at the front)."""
+    return with_text(payload, packed.text)
+
+
+def with_text(payload: dict[str, Any], text: str) -> dict[str, Any]:
+    """`with_block` for a block already rendered (led by SEPARATOR when it follows system text)."""
     messages = list(payload["messages"])
     index = system_index(messages)
     if index is None:
-        messages.insert(0, {"role": "system", "content": packed.text})
+        messages.insert(0, {"role": "system", "content": text})
     else:
         message = dict(messages[index])
         content = message.get("content")
         if isinstance(content, list):
-            message["content"] = [*content, {"type": "text", "text": packed.text.removeprefix(SEPARATOR)}]
+            message["content"] = [*content, {"type": "text", "text": text.removeprefix(SEPARATOR)}]
         elif isinstance(content, str) and content:
-            message["content"] = content + packed.text
+            message["content"] = content + text
         else:
-            message["content"] = packed.text.removeprefix(SEPARATOR)
+            message["content"] = text.removeprefix(SEPARATOR)
         messages[index] = message
     return {**payload, "messages": messages}
 

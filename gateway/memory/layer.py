@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from gateway.exchange import ChatContext, Reply
 from gateway.memory import tokens
-from gateway.memory.inject import appends_to_text, pack, with_block
+from gateway.memory.inject import pack
 from gateway.memory.recall import Query, core_profile, query_text, rank
 from gateway.memory.records import Memory
 from gateway.memory.service import MemoryService
@@ -30,26 +30,26 @@ class MemoryLayer:
         self.metrics = metrics
         self.enqueue = enqueue
 
-    async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    async def recall_block(self, ctx: ChatContext, payload: dict[str, Any], appending: bool) -> str | None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
-                injected = await self._recall(ctx, payload)
+                injected = await self._recall(ctx, payload, appending)
         except TimeoutError:
             ctx.memory_status = "timeout"
-            self.metrics.recall_timeouts.inc()
+            self.metrics.recall_timeouts.labels(ctx.api).inc()
             return None
         except Exception:
             log.warning("recall failed; forwarding without memories", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
             return None
         finally:
-            self.metrics.recall_duration.observe(time.perf_counter() - started)
-        self.metrics.memories_injected.observe(ctx.injected)
-        self.metrics.injected_tokens.observe(ctx.injected_tokens)
+            self.metrics.recall_duration.labels(ctx.api).observe(time.perf_counter() - started)
+        self.metrics.memories_injected.labels(ctx.api).observe(ctx.injected)
+        self.metrics.injected_tokens.labels(ctx.api).observe(ctx.injected_tokens)
         return injected
 
-    async def _recall(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    async def _recall(self, ctx: ChatContext, payload: dict[str, Any], appending: bool) -> str | None:
         identity, rule, service = ctx.identity, ctx.rule, self.service
         if not isinstance(payload.get("messages"), list) or identity.user is None:
             return None
@@ -65,13 +65,13 @@ class MemoryLayer:
             query = Query.of(text, (await service.embedder.embed([text]))[0])
             ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
         core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
-        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appends_to_text(payload))
+        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appending)
         if not packed.memories:
             return None
         ctx.injected, ctx.injected_tokens = len(packed.memories), packed.tokens
         entry.used([m.id for m in packed.memories], time.time())
         service.used(identity.tenant, identity.user, packed.memories)
-        return with_block(payload, packed)
+        return packed.text
 
     @staticmethod
     async def _budget(ctx: ChatContext, payload: dict[str, Any]) -> int:
