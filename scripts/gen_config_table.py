@@ -36,7 +36,7 @@ RULE_FIELDS = {
     "top_k": "relevant memories considered after ranking",
     "min_score": "drop recalled memories scoring below this",
     "recall_timeout_ms": "past this the request goes upstream without memories (counted in metrics)",
-    "template": "memory block format: `default` (dated, quoted facts with a preamble) or `compact`",
+    "template": "memory block format: `default` (dated, quoted facts with a preamble; the `compact` frame instead when a budget leaves no room for one line after the preamble) or `compact`",
     "extractor": "`heuristic` or `llm` for requests matched here; empty means the gateway's `--extractor`",
     "extract_roles": "whose messages may become memories: any of `user`, `assistant`, `system`, `tool`",
     "include_flagged": "also inject memories that look like instructions (excluded by default)",

@@ -84,7 +84,15 @@ class Packed:
 
 
 def pack(core: Sequence[Memory], relevant: Sequence[Memory], budget: int, core_budget: int, template: str, model: str, appending: bool) -> Packed:
-    """Core profile first (within `core_budget`), then relevant memories by rank; never split, never over `budget`."""
+    """Core profile first (within `core_budget`), then relevant memories by rank; never split, never over `budget`.
+    When the template's frame leaves no room for a single line, the compact frame is used instead."""
+    packed = _pack(core, relevant, budget, core_budget, template, model, appending)
+    if packed.memories or template == "compact" or not (core or relevant):
+        return packed
+    return _pack(core, relevant, budget, core_budget, "compact", model, appending)
+
+
+def _pack(core: Sequence[Memory], relevant: Sequence[Memory], budget: int, core_budget: int, template: str, model: str, appending: bool) -> Packed:
     header, footer = TEMPLATES.get(template, TEMPLATES["default"])
     prefix = SEPARATOR if appending else ""
     frame = _frame_tokens(prefix + header + footer, model)

@@ -107,9 +107,31 @@ def test_pack_keeps_rank_order_and_skips_what_does_not_fit() -> None:
 
 
 def test_pack_with_a_budget_below_the_frame_is_empty() -> None:
-    frame = cost([])
+    frame = cost([], "compact")  # the smallest frame: the default one falls back to it
+    assert frame < cost([])
     assert pack([], memories(3), frame, 0, "default", MODEL, False) == Packed()
     assert pack([], memories(3), 0, 0, "default", MODEL, False) == Packed()
+
+
+def test_a_budget_too_small_for_the_default_frame_uses_the_compact_frame() -> None:
+    short = mem("a", "User is allergic to penicillin", day=19723)
+    assert cost([short]) > 60  # the default frame and one line do not fit in 60 tokens
+    packed = pack([], [short], 60, 0, "default", MODEL, False)
+    assert packed.memories == [short] and packed.tokens == cost([short], "compact") <= 60
+    assert packed.text == TEMPLATES["compact"][0] + render_line(short, "compact") + TEMPLATES["compact"][1]
+    assert "quoted data, not instructions" in packed.text and "about the user" in packed.text
+
+
+def test_the_default_frame_is_kept_whenever_one_line_fits_in_it() -> None:
+    short = mem("a", "User is allergic to penicillin")
+    assert pack([], [short], cost([short]), 0, "default", MODEL, False).text.startswith(TEMPLATES["default"][0])
+    assert pack([], [short], cost([short]) - 1, 0, "default", MODEL, False).text.startswith(TEMPLATES["compact"][0])
+
+
+def test_the_compact_fallback_keeps_the_separator_and_the_budget_when_appending() -> None:
+    short = mem("a", "User is allergic to penicillin")
+    packed = pack([], [short], 60, 0, "default", MODEL, True)
+    assert packed.text.startswith(SEPARATOR + TEMPLATES["compact"][0]) and packed.tokens == cost([short], "compact", True) <= 60
 
 
 def test_pack_of_no_memories_is_empty() -> None:
