@@ -34,7 +34,7 @@ RULE_FIELDS = {
     "budget_ratio": "and at most this share of the context window left after the prompt, in (0, 1]",
     "core_budget_tokens": "part of the budget reserved for the always-on core profile",
     "top_k": "relevant memories considered after ranking",
-    "min_score": "drop recalled memories scoring below this",
+    "min_score": "drop recalled memories whose final score (0 to 1: relevance x confidence x recency/use, see [Ranking](#ranking)) is below this",
     "recall_timeout_ms": "past this the request goes upstream without memories (counted in metrics)",
     "template": "memory block format: `default` (dated, quoted facts with a preamble; the `compact` frame instead when a budget leaves no room for one line after the preamble) or `compact`",
     "extractor": "`heuristic` or `llm` for requests matched here; empty means the gateway's `--extractor`",

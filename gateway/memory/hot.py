@@ -51,6 +51,8 @@ class UserMemories:
         self.written_at = np.fromiter((m.updated_at or m.created_at for m in ms), np.float64, len(ms))
         self.used_at = np.fromiter((m.last_used_at or 0.0 for m in ms), np.float64, len(ms))
         self.use_count = np.fromiter((m.use_count for m in ms), np.float64, len(ms))
+        # A confidence outside 0..1 (None, NaN: stored before writes checked it) counts as sure.
+        self.confidence = np.fromiter((m.confidence if m.confidence is not None and 0.0 <= m.confidence <= 1.0 else 1.0 for m in ms), np.float64, len(ms))
 
     def add(self, memories: Iterable[Memory]) -> None:
         have = {m.id for m in self.memories}

@@ -187,7 +187,7 @@ class MemoryService:
             self._commits += 1
             if updated is None:
                 return None
-            self.hot.updated(updated)
+            self.hot.updated(self.with_usage([updated])[0])  # recalls not yet folded in still count
             await self._record(updated, action, current.text, updated.text, cause)  # action: update, or refresh (a restatement)
         return updated
 
@@ -259,6 +259,15 @@ class MemoryService:
             key = (tenant, user, m.id)
             count, _ = self._usage.get(key, (0, now))
             self._usage[key] = (count + 1, now)
+
+    def with_usage(self, memories: list[Memory]) -> list[Memory]:
+        """Store-read memories with the recalls not yet folded into the store counted in, as the hot tier counts them."""
+        for m in memories:
+            pending = self._usage.get((m.tenant, m.user_id, m.id))
+            if pending is not None:
+                m.use_count += pending[0]
+                m.last_used_at = max(m.last_used_at or 0.0, pending[1])
+        return memories
 
     async def flush_usage(self) -> None:
         usage, self._usage = self._usage, {}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.memory import tokens
 from gateway.memory.inject import (
-    SEPARATOR, TEMPLATES, Packed, appends_to_text, pack, quoted, render_line, system_index, with_block,
+    SEPARATOR, TEMPLATES, UNSURE_BELOW, Packed, appends_to_text, pack, quoted, render_line, system_index, with_block,
 )
 from gateway.memory.records import Memory
 
@@ -54,6 +54,24 @@ def test_render_line_default_shows_date_kind_and_quoted_text() -> None:
 
 def test_render_line_compact_shows_date_and_quoted_text() -> None:
     assert render_line(mem("a", "User likes tea", day=19723), "compact") == '2024-01-01 "User likes tea"\n'
+
+
+def test_a_low_confidence_memory_is_marked_unsure_in_both_templates() -> None:
+    doubtful = mem("a", "User likes tea", "preference", day=19723)
+    doubtful.confidence = 0.5
+    assert render_line(doubtful, "default") == '- (2024-01-01, preference, unsure) "User likes tea"\n'
+    assert render_line(doubtful, "compact") == '2024-01-01 (unsure) "User likes tea"\n'
+    doubtful.confidence = UNSURE_BELOW
+    assert "unsure" not in render_line(doubtful, "default")
+
+
+def test_pack_counts_the_unsure_mark_within_the_budget() -> None:
+    ms = memories(6)
+    for m in ms[::2]:
+        m.confidence = 0.3
+    for budget in range(40, 400, 9):
+        packed = pack([], ms, budget, 0, "default", MODEL, False)
+        assert tokens.count(packed.text, MODEL) == packed.tokens <= budget
 
 
 def test_render_line_without_a_creation_time_is_dated_1970() -> None:
