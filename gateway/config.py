@@ -86,6 +86,8 @@ class Settings:
     dead_letter_retention: float = setting(7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)")
     max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
+    prefetch_users: int = setting(256, "users whose memories are loaded into the hot tier at start, most recently active first, before /readyz says ready (0: none; at most --hot-users)")
+    prefetch_seconds: float = setting(10.0, "the longest the start-up prefetch may hold /readyz back; users not loaded by then load on their first request")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
 
@@ -102,6 +104,9 @@ class Settings:
         for name in POSITIVE:
             if not getattr(self, name) > 0:  # `not >`: NaN fails too
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in ("prefetch_users", "prefetch_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)!r}")
 
     @property
     def upstream_base(self) -> str:

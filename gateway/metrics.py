@@ -77,6 +77,8 @@ class Metrics:
         self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
         self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
+        self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r)
+        self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r)
 
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),

@@ -118,6 +118,9 @@ MEMORY = [
         Panel("Hot tier hit rate", "Share of recalls served from the in-process hot tier (no LanceDB query).",
               [(f"{HOT_HITS} / {HOT_LOOKUPS}", "hit rate")],
               "percentunit", width=8),
+        Panel("Start-up prefetch", "Users each replica loaded into the hot tier at its last start before /readyz said ready, and the seconds it took.",
+              [("max by (instance) (memgate_prefetch_users)", "{{instance}} users"), ("max by (instance) (memgate_prefetch_seconds)", "{{instance}} seconds")],
+              "short", width=8),
     ]),
     Row("Extraction", [
         Panel("Extraction jobs by outcome", "Jobs per second: enqueued, done, retry (will run again), dead (gave up), dropped (queue full).",

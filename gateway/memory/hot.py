@@ -138,6 +138,11 @@ class HotTier:
                 task.add_done_callback(self._reloads.discard)
         return entry
 
+    async def warm(self, tenant: str, user: str) -> None:
+        """Load a user ahead of their first request (the start-up prefetch); not counted as a lookup."""
+        if (tenant, user) not in self.entries:
+            await self._load_once((tenant, user))
+
     async def _load_once(self, key: Key) -> UserMemories:
         # One load per user at a time, in its own task: a caller that times out does not cancel it,
         # so the user is warm for the next request.

@@ -280,6 +280,10 @@ class MemoryStore:
         values = (await self._read(q)).column(column)
         return sorted(v for v in pc.unique(values).to_pylist() if v is not None)
 
+    async def activity(self) -> pa.Table:
+        """tenant, user_id, updated_at and last_used_at of every active memory (the start-up prefetch ranks users by them)."""
+        return await self._read(self.table.query().where("superseded_by IS NULL").select(["tenant", "user_id", "updated_at", "last_used_at"]))
+
     async def tenants(self) -> list[str]:
         return await self._distinct("tenant")
 
@@ -371,3 +375,4 @@ class MemoryStore:
 
 
 __all__ = ["MemoryStore", "sql_literal", "scope", "one_of"]
+
