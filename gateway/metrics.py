@@ -22,7 +22,7 @@ RULES_RELOAD_OUTCOMES = ("ok", "invalid")
 # empty: a user the store holds nothing for, answered without a read; reload: a hit refreshed in the background
 HOT_TIER_RESULTS = ("hit", "miss", "empty", "reload")
 EXTRACTION_OUTCOMES = ("enqueued", "done", "retry", "dead", "dropped")  # dropped: queue full at enqueue
-MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")  # history actions
+MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict", "confirm")  # history actions; confirm: a critical change asked about or answered
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error", "capture_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY

@@ -43,6 +43,7 @@ RULE_FIELDS = {
     "ttl_days": "forget memories older than this many days (0: never)",
     "expire_unused_days": "forget memories never recalled within this many days (0: never)",
     "max_memories": "per-user cap for users matched here (0: `--max-memories-per-user`)",
+    "critical": "what a new statement may not silently change: any of `health` (allergies, conditions, medication), `identity` (names, birthday, pronouns), `contact` (email, phone, address), `pinned` (pinned memories); such a change waits for the user to confirm it (see [Ranking](#ranking))",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 from gateway.config import Settings
 from gateway.extraction.base import Extractor, Message
@@ -12,6 +12,8 @@ from gateway.extraction.heuristic import HeuristicExtractor
 from gateway.extraction.llm import LLMExtractor
 from gateway.extraction.jobs import Job
 from gateway.extraction.reconcile import Group, Reconciler, Sourced
+from gateway.extraction.settle import settle
+from gateway.rules import RuleSet, RuleSettings
 from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
@@ -35,11 +37,19 @@ def chunks(messages: Sequence[Message], limit: int) -> list[list[Message]]:
 class Learner:
     """The queue's `process` callable. Raises on failure so the queue retries the batch."""
 
-    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler) -> None:
+    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler, rules: Callable[[], RuleSet] | None = None) -> None:
         self.settings = settings
         self.upstream = upstream
         self.reconciler = reconciler
+        self.rules = rules
         self.heuristic = HeuristicExtractor()
+
+    def rule(self, name: str) -> RuleSettings:
+        """The current settings of the rule a job was captured under (its defaults when renamed or gone since)."""
+        rules = self.rules() if self.rules is not None else None
+        if rules is None:
+            return RuleSettings()
+        return next((r.settings for r in rules.rules if r.name == name), rules.defaults)
 
     def extractor_for(self, name: str, caller_key: str, jobs: int) -> Extractor:
         """The extractor for a batch of `jobs` jobs; `llm` without any key (a job recovered after a
@@ -55,6 +65,8 @@ class Learner:
         """Each batch is one user's jobs, in order. Extraction runs concurrently across users (llm
         calls overlap); reconciliation commits every user's new memories in one store write."""
         batches = await self.reconciler.unforgotten(batches)  # done without a word extracted
+        for jobs in batches:
+            await settle(self.reconciler.memory, jobs)  # a yes or no to a confirmation, before anything new is learned
         groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
         await self.reconciler.apply(groups)
 
@@ -79,4 +91,4 @@ class Learner:
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
-        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at)
+        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at, critical=self.rule(first.rule).critical)

@@ -10,6 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
+from gateway.memory.confirmations import held_for
 from gateway.memory.keywords import KeywordIndex
 from gateway.metrics import Metrics
 from gateway.memory.records import Memory
@@ -36,6 +37,7 @@ class UserMemories:
         self.matrix = np.zeros((0, dim), dtype=np.float32)
         self.keywords = KeywordIndex()
         self.agents: dict[str, int] = {}  # agent id -> code; 0 means user-wide
+        self.pending: list[Memory] = []  # held back until the user confirms them (gateway/memory/confirmations.py)
         self.add(memories)
 
     def __len__(self) -> int:
@@ -55,8 +57,10 @@ class UserMemories:
         self.confidence = np.fromiter((m.confidence if m.confidence is not None and 0.0 <= m.confidence <= 1.0 else 1.0 for m in ms), np.float64, len(ms))
 
     def add(self, memories: Iterable[Memory]) -> None:
-        have = {m.id for m in self.memories}
-        fresh = [m for m in memories if m.id not in have and m.superseded_by is None and m.vector is not None]
+        have = {m.id for m in self.memories} | {m.id for m in self.pending}
+        memories = [m for m in memories if m.id not in have]
+        self.pending += [m for m in memories if held_for(m) is not None]
+        fresh = [m for m in memories if m.superseded_by is None and m.vector is not None]
         if fresh:
             self.memories.extend(fresh)
             self.matrix = np.vstack([self.matrix, np.stack([np.asarray(m.vector, dtype=np.float32) for m in fresh])])
@@ -65,6 +69,7 @@ class UserMemories:
 
     def remove(self, ids: Iterable[str]) -> None:
         gone = set(ids)
+        self.pending = [m for m in self.pending if m.id not in gone]
         mask = np.array([m.id not in gone for m in self.memories], dtype=bool)
         if mask.all():
             return
@@ -92,6 +97,15 @@ class UserMemories:
                 m.last_used_at = when
                 self.use_count[i] = m.use_count
                 self.used_at[i] = when
+
+    def confirmations(self, agent: str | None) -> list[tuple[Memory, Memory]]:
+        """(stored, newly said) for each pending memory whose contradicted memory is still active and visible to `agent`."""
+        pairs = []
+        for said in self.pending:
+            i = self.position.get(held_for(said) or "")
+            if i is not None and self.memories[i].agent_id in (None, agent):
+                pairs.append((self.memories[i], said))
+        return pairs
 
     def visible(self, agent: str | None, include_flagged: bool, every_agent: bool = False) -> np.ndarray:
         """Mask of memories a request may see: user-wide plus its agent's (or every agent's, for an

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
+from gateway.memory.confirmations import PREFIX as PENDING
 from gateway.memory.records import COLUMNS, KINDS, META_DIM, META_EMBEDDER, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from gateway.memory.scopes import ScopeDirectory
 
@@ -244,8 +245,9 @@ class MemoryStore:
         return sorted(present - set(kept.column("id").to_pylist()))
 
     async def active(self, tenant: str, user: str) -> list[Memory]:
-        """A user's memories that are not superseded, every agent's, with vectors (the hot tier filters by agent)."""
-        return await self._query(f"{scope(tenant, user)} AND superseded_by IS NULL")
+        """A user's memories that are not superseded (or only held back for a confirmation), every agent's, with vectors
+        (the hot tier filters by agent)."""
+        return await self._query(f"{scope(tenant, user)} AND (superseded_by IS NULL OR superseded_by LIKE '{PENDING}%')")
 
     async def list(
         self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False

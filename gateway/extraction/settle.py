@@ -1,0 +1,32 @@
+"""Settling confirmations: a user's yes or no, in the turn after a confirmation was shown, keeps the newly said
+value of a critical fact or the stored one (gateway/memory/confirmations.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from gateway.extraction.critical import answer
+from gateway.extraction.jobs import Job
+
+
+def said_last(job: Job) -> str:
+    """The user's newest message in the job ('' when none)."""
+    return next((m.text for m in reversed(job.messages) if m.source and m.role == "user"), "")
+
+
+async def settle(memory: Any, jobs: Sequence[Job]) -> int:
+    """Apply the answers in one user's jobs (oldest first) to their pending confirmations; returns how many were settled.
+    An answer counts only for a confirmation an earlier request showed (not one first shown with the answer itself)."""
+    settled = 0
+    for job in jobs:
+        entry = await memory.hot.get(job.tenant, job.user)  # MemoryService (gateway/memory/service.py)
+        if not entry.pending:
+            return settled
+        verdict = answer(said_last(job))
+        if verdict is None:
+            continue
+        for stored, said in entry.confirmations(job.agent):
+            if memory.asked.before(said.id, job.request_id):
+                await memory.settle(stored, said, verdict, f"job:{job.id}", learned=job.created_at)
+                settled += 1
+    return settled
