@@ -123,3 +123,21 @@ def test_other_changes_and_a_rule_without_critical_kinds_replace_at_once(gw: Gat
     learn(gw, "relaxed-rae", "My email is rae@new.example.")
     assert [m["text"] for m in memories(gw, "relaxed-rae")] == ["User's email is rae@new.example"]
     assert "confirm" not in block_for(gw, upstream, "relaxed-rae", "What is my email?")
+
+
+def verify_requests(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    return [r.json() for r in upstream.received if r.path.endswith("/chat/completions") and b"memgate_verify" in r.body]
+
+
+def test_the_llm_extractor_verifies_critical_facts_against_the_users_words_in_a_second_call(start_gateway, upstream: FakeUpstream) -> None:
+    llm = start_gateway(tenant_mode="none", extractor="llm")
+    before = len(verify_requests(upstream))
+    learn(llm, "vera", "I'm allergic to latex.")
+    learn(llm, "vera", "I might be allergic to penicillin.")
+    learn(llm, "vera", "I prefer tea over coffee.")
+    calls = verify_requests(upstream)[before:]
+    assert len(calls) == 2  # the two health statements, not the preference
+    assert calls[0]["response_format"]["json_schema"]["name"] == "memgate_verify"
+    assert "STATEMENT: The user is allergic to latex" in calls[0]["messages"][-1]["content"]
+    assert "I'm allergic to latex." in calls[0]["messages"][-1]["content"]  # checked against the user's own words
+    assert sorted(m["text"] for m in memories(llm, "vera")) == ["The user is allergic to latex", "The user prefer tea over coffee"]

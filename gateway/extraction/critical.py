@@ -19,17 +19,20 @@ _CATEGORIES = {
 _YES = re.compile(r"(?:yes|yeah|yep|yup|correct|right|exactly|confirmed|indeed|that'?s right|that is right|that'?s correct|that is correct"
                   r"|the new one|the second)\b")
 _NO = re.compile(r"(?:no|nope|nah|wrong|incorrect|not right|that'?s wrong|that is wrong|that'?s not right|the old one|the first)\b(?! longer)")
-_LEAD = re.compile(r"^[\s\"'(*_-]+")
+_LEAD = re.compile(r"^[\s\"'(*_\u201c\u2018-]+")
 ANSWER_CHARS = 200  # a longer message is not read as an answer to a confirmation
 
 
 def is_critical(stored: Memory, said: str, categories: Sequence[str]) -> bool:
     """Whether replacing `stored` by `said` needs the user's confirmation under a rule's `critical` categories."""
-    if "pinned" in categories and stored.pinned:
+    return ("pinned" in categories and stored.pinned) or mentions(f"{stored.text} \n {said}", categories)
+
+
+def mentions(statement: str, categories: Sequence[str]) -> bool:
+    """Whether a statement is about one of the `critical` categories (health, identity, contact)."""
+    if "identity" in categories and (slot(statement) or ("",))[1:2] == ("name",):
         return True
-    text = f"{stored.text.lower()} \n {said.lower()}"
-    if "identity" in categories and (slot(stored.text) or ("",))[1:2] == ("name",):
-        return True
+    text = statement.lower()
     return any(name in categories and pattern.search(text) for name, pattern in _CATEGORIES.items())
 
 

@@ -13,6 +13,7 @@ from gateway.extraction.llm import LLMExtractor
 from gateway.extraction.jobs import Job
 from gateway.extraction.reconcile import Group, Reconciler, Sourced
 from gateway.extraction.settle import settle
+from gateway.extraction.verify import verified
 from gateway.rules import RuleSet, RuleSettings
 from gateway.upstream import Upstream
 
@@ -86,8 +87,9 @@ class Learner:
                 log.info("long batch: only its newest parts are read", extra={"parts": len(parts), "read": extractor.calls_left})
                 parts = parts[len(parts) - extractor.calls_left:]
             found = []
+            critical = self.rule(first.rule).critical
             for part in parts:
-                found += await extractor.extract(part, jobs[-1].reply)
+                found += await verified(extractor, await extractor.extract(part, jobs[-1].reply), part, critical)
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
