@@ -141,3 +141,14 @@ def test_the_llm_extractor_verifies_critical_facts_against_the_users_words_in_a_
     assert "STATEMENT: The user is allergic to latex" in calls[0]["messages"][-1]["content"]
     assert "I'm allergic to latex." in calls[0]["messages"][-1]["content"]  # checked against the user's own words
     assert sorted(m["text"] for m in memories(llm, "vera")) == ["The user is allergic to latex", "The user prefer tea over coffee"]
+
+
+def test_a_third_value_said_before_the_answer_is_the_one_asked_about_and_the_answer_settles_both(gw: Gateway, upstream: FakeUpstream) -> None:
+    for number in ("555 0100", "555 0111", "555 0122"):
+        learn(gw, "pete", f"My phone number is {number}.")
+    block = block_for(gw, upstream, "pete", "Can you text me the summary?")
+    [line] = [line for line in block.splitlines() if "confirm" in line]
+    assert "555 0100" in line and "555 0122" in line and "555 0111" not in block
+    learn(gw, "pete", "Yes, correct.")
+    assert [m["text"] for m in memories(gw, "pete")] == ["User's phone number is 555 0122"]
+    assert "User's phone number is 555 0111" not in stored(gw, "pete")

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from gateway.extraction.critical import answer
 from gateway.extraction.jobs import Job
+from gateway.memory.confirmations import held_for
 
 
 def said_last(job: Job) -> str:
@@ -29,4 +30,7 @@ async def settle(memory: Any, jobs: Sequence[Job]) -> int:
             if memory.asked.before(said.id, job.request_id):
                 await memory.settle(stored, said, verdict, f"job:{job.id}", learned=job.created_at)
                 settled += 1
+                # Values said before the one asked about are answered by the same yes or no: they go too.
+                earlier = [m.id for m in entry.pending if held_for(m) == stored.id and m.id != said.id]
+                await memory.remove(job.tenant, job.user, earlier, "delete", f"job:{job.id}:replaced")
     return settled

@@ -99,13 +99,14 @@ class UserMemories:
                 self.used_at[i] = when
 
     def confirmations(self, agent: str | None) -> list[tuple[Memory, Memory]]:
-        """(stored, newly said) for each pending memory whose contradicted memory is still active and visible to `agent`."""
-        pairs = []
-        for said in self.pending:
+        """(stored, newly said) for each active memory visible to `agent` that a pending memory contradicts: the newest
+        pending one when the user said several new values."""
+        pairs: dict[str, tuple[Memory, Memory]] = {}
+        for said in sorted(self.pending, key=lambda m: m.created_at, reverse=True):
             i = self.position.get(held_for(said) or "")
             if i is not None and self.memories[i].agent_id in (None, agent):
-                pairs.append((self.memories[i], said))
-        return pairs
+                pairs.setdefault(self.memories[i].id, (self.memories[i], said))
+        return list(pairs.values())
 
     def visible(self, agent: str | None, include_flagged: bool, every_agent: bool = False) -> np.ndarray:
         """Mask of memories a request may see: user-wide plus its agent's (or every agent's, for an
