@@ -110,7 +110,7 @@ class Reconciler:
                                         learned=plan.learned[(old.tenant, old.user_id)])
         for old, successor, cause in plan.ask:
             if successor.id in written:  # not for a forgotten user, nor twice for a replayed job
-                await self.memory.ask_to_confirm(old, successor, cause)
+                await self.memory.ask_to_confirm(old, successor, cause, learned=plan.learned[(old.tenant, old.user_id)])
         return plan
 
     async def _hold_critical(self, plan: Plan, critical: dict[tuple[str, str], tuple[str, ...]]) -> None:

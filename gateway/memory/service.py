@@ -205,28 +205,31 @@ class MemoryService:
             self.hot.removed(tenant, user, [old_id])
             await self._record(old, "supersede", old.text, new_text, cause)
 
-    async def ask_to_confirm(self, stored: Memory, said: Memory, cause: str) -> None:
+    async def ask_to_confirm(self, stored: Memory, said: Memory, cause: str, *, learned: float | None = None) -> None:
         """Record that `said` (written held back) waits for the user to confirm it over `stored`."""
-        await self._record(stored, "confirm", stored.text, said.text, f"{cause}:asked")
+        async with self.locks.hold([(stored.tenant, stored.user_id)]):
+            if not await self._forgotten(None if learned is None else {(stored.tenant, stored.user_id): learned}):
+                await self._record(stored, "confirm", stored.text, said.text, f"{cause}:asked")
 
     async def settle(self, stored: Memory, said: Memory, keep_said: bool, cause: str, *, learned: float | None = None) -> None:
         """The user answered a confirmation: keep what they newly said (it supersedes the stored memory) or the
         stored memory (the held-back one is deleted). Each step is recorded in the history."""
         tenant, user = stored.tenant, stored.user_id
-        await self._record(said if keep_said else stored, "confirm", stored.text, said.text, f"{cause}:{'yes' if keep_said else 'no'}")
         self.asked.settled(said.id)
-        if not keep_said:
-            await self.remove(tenant, user, [said.id], "delete", f"{cause}:no")
-            return
         async with self.locks.hold([(tenant, user)]):
             if await self._forgotten(None if learned is None else {(tenant, user): learned}):
                 return
-            released = await self.store.update(tenant, user, said.id, superseded_by=None, updated_at=time.time())
-            self._commits += 1
-            if released is None:
-                return
-            self.hot.updated(self.with_usage([released])[0])
-        await self.supersede(tenant, user, stored.id, said.id, f"{cause}:yes", said.text, learned=learned)
+            await self._record(said if keep_said else stored, "confirm", stored.text, said.text, f"{cause}:{'yes' if keep_said else 'no'}")
+            if keep_said:
+                released = await self.store.update(tenant, user, said.id, superseded_by=None, updated_at=time.time())
+                self._commits += 1
+                if released is None:
+                    return
+                self.hot.updated(self.with_usage([released])[0])
+        if keep_said:
+            await self.supersede(tenant, user, stored.id, said.id, f"{cause}:yes", said.text, learned=learned)
+        else:
+            await self.remove(tenant, user, [said.id], "delete", f"{cause}:no")
 
     async def delete(self, tenant: str, user: str, id: str, cause: str) -> bool:
         return await self.remove(tenant, user, [id], "delete", cause) == 1
