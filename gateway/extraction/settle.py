@@ -20,9 +20,10 @@ async def settle(memory: Any, jobs: Sequence[Job]) -> int:
     An answer counts only for a confirmation an earlier request showed (not one first shown with the answer itself)."""
     settled = 0
     for job in jobs:
-        entry = await memory.hot.get(job.tenant, job.user)  # MemoryService (gateway/memory/service.py)
-        if not entry.pending:
-            return settled
+        # The job's own request loaded the user into the hot tier (MemoryService.hot): a peek, not a lookup.
+        entry = memory.hot.entries.get((job.tenant, job.user))
+        if entry is None or not entry.pending:
+            continue
         verdict = answer(said_last(job))
         if verdict is None:
             continue
