@@ -259,3 +259,27 @@ def test_a_time_out_of_range_renders_undated() -> None:
     for created_at in (1e300, float("nan"), float("inf"), -1e300):
         assert render_line(Memory("m", "t", "u", "I like tea", created_at=created_at), "default") == '- (undated, fact) "I like tea"\n'
     assert render_line(Memory("m", "t", "u", "I like tea", created_at=946684800.0), "compact") == '2000-01-01 "I like tea"\n'
+
+
+# -- confirmations --------------------------------------------------------------------------------
+
+
+def test_a_confirmation_comes_first_quotes_both_values_and_replaces_the_stored_memorys_own_line() -> None:
+    stored, said = mem("old", "User's email is a@old.example"), mem("new", "User's email is a@new.example")
+    rest = memories(2)
+    packed = pack([], [stored, *rest], 10_000, 0, "default", MODEL, False, [(stored, said)])
+    first = packed.text.splitlines()[2]
+    assert "confirm" in first and quoted(stored.text) in first and quoted(said.text) in first and first.endswith('"')
+    assert packed.confirmations == [(stored, said)] and packed.memories == rest  # the stored value is not repeated as a fact
+    assert tokens.count(packed.text, MODEL) == packed.tokens
+
+
+def test_a_confirmation_alone_is_injected_and_counts_within_the_budget_in_both_templates() -> None:
+    stored, said = mem("old", "User's name is Noah"), mem("new", "User's name is Noa")
+    for template in ("default", "compact"):
+        for budget in range(0, 200, 5):
+            packed = pack([], [], budget, 0, template, MODEL, True, [(stored, said)])
+            assert tokens.count(packed.text, MODEL) == packed.tokens <= budget
+            if packed.confirmations:
+                assert "confirm" in packed.text and quoted(said.text) in packed.text
+    assert pack([], [], 200, 0, "compact", MODEL, False, [(stored, said)]).text.splitlines()[1].startswith("confirm with the user: was ")
