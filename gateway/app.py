@@ -23,6 +23,7 @@ from gateway.inflight import InFlight
 from gateway.memory.history import History
 from gateway.memory.hygiene import Hygiene
 from gateway.memory.layer import MemoryLayer
+from gateway.memory.prefetch import prefetch
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.observability import start_tracing
@@ -53,10 +54,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
     tracing = start_tracing(settings)
     proxy = Proxy(settings, upstream, rules, metrics, tracing)
     ready = False
+    warming: asyncio.Task[int] | None = None  # the start-up prefetch: /readyz waits for it
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Opened]:
-        nonlocal ready
+        nonlocal ready, warming
         loop = asyncio.get_running_loop()
         # Rules first: a SIGHUP while the embedder loads must reload them, not end the process.
         watcher = asyncio.create_task(rules.watch())
@@ -65,9 +67,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         db = await open_db(settings.sqlite_path)
         history = History(db)
         memory = await MemoryService.open(settings, metrics, upstream.client, history)  # LanceDB must start after any fork
-        extraction = await Extraction.open(settings, metrics, upstream, db, history, memory, tracing.memory_change)  # recovers jobs a crash left running
+        extraction = await Extraction.open(settings, metrics, upstream, db, history, memory, tracing.memory_change, lambda: rules.current)  # recovers jobs a crash left running
         hygiene = Hygiene(settings, metrics, lambda: rules.current, memory)
         hygiene_task = asyncio.create_task(hygiene.periodic())
+        warming = asyncio.create_task(prefetch(memory, metrics, settings.prefetch_users, settings.prefetch_seconds))
         ready = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
@@ -76,7 +79,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
             ready = False
             watcher.cancel()
             hygiene_task.cancel()
-            await asyncio.gather(hygiene_task, return_exceptions=True)
+            warming.cancel()
+            await asyncio.gather(hygiene_task, warming, return_exceptions=True)
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await extraction.aclose()
@@ -89,7 +93,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if not ready or upstream.client.is_closed:
+        if not ready or warming is None or not warming.done() or upstream.client.is_closed:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready"})
 

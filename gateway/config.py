@@ -94,6 +94,8 @@ class Settings:
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
     genai_provider_name: str = setting("", "gen_ai.provider.name on the upstream call's trace span; empty: known from the upstream host (openai, anthropic...), else the host")
     anthropic_upstream_url: str = setting("https://api.anthropic.com", "upstream of the Anthropic Messages API (/v1/messages), with or without /v1; 'upstream' sends it to --upstream-url")
+    prefetch_users: int = setting(256, "users whose memories are loaded into the hot tier at start, most recently active first, before /readyz says ready (0: none; at most --hot-users)")
+    prefetch_seconds: float = setting(10.0, "the longest the start-up prefetch may hold /readyz back; users not loaded by then load on their first request")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
 
@@ -112,6 +114,9 @@ class Settings:
         for name in POSITIVE:
             if not getattr(self, name) > 0:  # `not >`: NaN fails too
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in ("prefetch_users", "prefetch_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)!r}")
 
     @property
     def upstream_base(self) -> str:

@@ -22,7 +22,7 @@ RULES_RELOAD_OUTCOMES = ("ok", "invalid")
 # empty: a user the store holds nothing for, answered without a read; reload: a hit refreshed in the background
 HOT_TIER_RESULTS = ("hit", "miss", "empty", "reload")
 EXTRACTION_OUTCOMES = ("enqueued", "done", "retry", "dead", "dropped")  # dropped: queue full at enqueue
-MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict")  # history actions
+MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expire", "evict", "confirm")  # history actions; confirm: a critical change asked about or answered
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error", "capture_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
@@ -83,6 +83,8 @@ class Metrics:
         self.llm_extraction_problems = Counter(
             "memgate_extraction_llm_problems", "llm extractor answers that failed or needed repair, by reason", ["reason"], registry=r
         )
+        self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r)
+        self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r)
 
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),

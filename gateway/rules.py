@@ -33,6 +33,10 @@ class RuleSettings:
     expire_unused_days: float = 0.0  # 0 = never expire memories that are never recalled
     max_memories: int = 0  # 0 = the gateway's max_memories_per_user
     placement: str = "system"  # "system": in the system prompt; "tail": right before the latest user turn (prompt caches stay warm)
+    critical: tuple[str, ...] = ("health", "identity", "contact", "pinned")  # changes to these wait for the user's confirmation
+
+
+CRITICAL_CATEGORIES = ("health", "identity", "contact", "pinned")  # what a rule's `critical` may list
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,10 @@ def _check_setting(where: str, key: str, value: Any) -> Any:
     if key == "extract_roles":
         if not isinstance(value, list) or not all(v in ("user", "assistant", "system", "tool") for v in value):
             raise RulesError(f"{where}: field 'extract_roles' must be a list of 'user', 'assistant', 'system', 'tool'")
+        return tuple(value)
+    if key == "critical":
+        if not isinstance(value, list) or not all(v in CRITICAL_CATEGORIES for v in value):
+            raise RulesError(f"{where}: field 'critical' must be a list of {', '.join(repr(c) for c in CRITICAL_CATEGORIES)}")
         return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

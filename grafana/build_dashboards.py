@@ -118,6 +118,9 @@ MEMORY = [
         Panel("Hot tier hit rate", "Share of recalls served from the in-process hot tier (no LanceDB query).",
               [(f"{HOT_HITS} / {HOT_LOOKUPS}", "hit rate")],
               "percentunit", width=8),
+        Panel("Start-up prefetch", "Users each replica loaded into the hot tier at its last start before /readyz said ready, and the seconds it took.",
+              [("max by (instance) (memgate_prefetch_users)", "{{instance}} users"), ("max by (instance) (memgate_prefetch_seconds)", "{{instance}} seconds")],
+              "short", width=8),
     ]),
     Row("Extraction", [
         Panel("Extraction jobs by outcome", "Jobs per second: enqueued, done, retry (will run again), dead (gave up), dropped (queue full).",
@@ -126,7 +129,7 @@ MEMORY = [
         Panel("Oldest queued job", "Age of the oldest pending job: how far extraction lags behind traffic.",
               [("max(memgate_extraction_queue_oldest_age_seconds)", "oldest")], "s", width=8),
         Panel("Extraction duration", "Time to extract and reconcile one batch.", quantiles("memgate_extraction_duration_seconds"), "s", width=8),
-        Panel("Memories written by action", "Memory changes per second: add, refresh, supersede, update, delete, expire, evict.",
+        Panel("Memories written by action", "Memory changes per second: add, refresh, supersede, update, delete, expire, evict, confirm (a critical change asked about or answered).",
               [(rate("memgate_memories_written_total", "action"), "{{action}}")], "ops", width=8),
         Panel("Dead letters", "Jobs that failed every retry (inspect with GET /admin/v1/queue).",
               [("sum(memgate_extraction_dead_letters)", "dead letters")], width=8, kind="stat",

@@ -34,9 +34,9 @@ RULE_FIELDS = {
     "budget_ratio": "and at most this share of the context window left after the prompt, in (0, 1]",
     "core_budget_tokens": "part of the budget reserved for the always-on core profile",
     "top_k": "relevant memories considered after ranking",
-    "min_score": "drop recalled memories scoring below this",
+    "min_score": "drop recalled memories whose final score (0 to 1: relevance x confidence x recency/use, see [Ranking](#ranking)) is below this",
     "recall_timeout_ms": "past this the request goes upstream without memories (counted in metrics)",
-    "template": "memory block format: `default` (dated, quoted facts with a preamble) or `compact`",
+    "template": "memory block format: `default` (dated, quoted facts with a preamble; the `compact` frame instead when a budget leaves no room for one line after the preamble) or `compact`",
     "extractor": "`heuristic` or `llm` for requests matched here; empty means the gateway's `--extractor`",
     "extract_roles": "whose messages may become memories: any of `user`, `assistant`, `system`, `tool`",
     "include_flagged": "also inject memories that look like instructions (excluded by default)",
@@ -44,6 +44,7 @@ RULE_FIELDS = {
     "expire_unused_days": "forget memories never recalled within this many days (0: never)",
     "max_memories": "per-user cap for users matched here (0: `--max-memories-per-user`)",
     "placement": "where the memory block goes: `system` (end of the system prompt / `instructions` / `system`) or `tail` (right before the latest user turn, so the prompt's prefix stays byte-identical and provider prompt caches stay warm; see Placement)",
+    "critical": "what a new statement may not silently change: any of `health` (allergies, conditions, medication), `identity` (names, birthday, pronouns), `contact` (email, phone, address), `pinned` (pinned memories); such a change waits for the user to confirm it (see [Ranking](#ranking))",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

@@ -204,6 +204,8 @@ class FakeUpstream:
             return await self._send_json(writer, *respond(model, req))
         if is_schema(req, "memgate_reconcile"):
             return await self._send_json(writer, 200, completion(model, json.dumps(judge_memories(req))))
+        if is_schema(req, "memgate_verify"):
+            return await self._send_json(writer, 200, completion(model, json.dumps(verify_statement(req))))
         if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries
             self.extraction_calls += 1
             await asyncio.to_thread(self.hold_extractions.wait, 30)
@@ -327,6 +329,12 @@ def judge_memories(req: dict[str, Any]) -> dict[str, Any]:
         if words(text)[:3] == words(new)[:3]:
             return {"action": "replaces", "memory": int(number)}
     return {"action": "new", "memory": -1}
+
+
+def verify_statement(req: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in verifier of critical facts: the user's words support a statement unless they hedge it."""
+    words = str(req["messages"][-1]["content"]).split("\nWORDS:\n", 1)[-1].lower()
+    return {"verified": re.search(r"\b(?:might|maybe|perhaps|not sure)\b", words) is None}
 
 
 def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:

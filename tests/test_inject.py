@@ -35,6 +35,11 @@ budget_tokens = 4000
 top_k = 100
 
 [[rule]]
+name = "sixty"
+match = { header = { "X-Budget" = "sixty" } }
+budget_tokens = 60
+
+[[rule]]
 name = "compact"
 match = { header = { "X-Budget" = "compact" } }
 budget_tokens = 200
@@ -128,3 +133,16 @@ def test_memories_are_quoted_data_inside_delimiters(budget_gateway, upstream: Fa
     lines = block.splitlines()[2:-1]
     assert lines and all(line.startswith("- (") and line.endswith('"') for line in lines)
     assert "<b>" not in block and "\\u003cb>" in block  # a memory cannot open or close a tag
+
+
+def test_a_60_token_budget_still_carries_a_short_memory_in_the_compact_frame(budget_gateway, upstream: FakeUpstream) -> None:
+    gw, _ = budget_gateway
+    add_memory(gw, "sk-budget", "tina", "User is allergic to penicillin")
+    messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Which antibiotics are safe for me?"}]
+    response = chat(gw, "sk-budget", "tina", messages, headers={"X-Budget": "sixty"})
+    assert response.status_code == 200
+    sent = upstream.last_chat()
+    block = memory_block(sent)
+    assert injected_texts(sent) == ["User is allergic to penicillin"]
+    assert "quoted data, not instructions" in block and "about the user" in block
+    assert int(response.headers["X-Memory-Injected-Tokens"]) == tokens(system_text(sent).removeprefix("You are helpful.")) <= 60

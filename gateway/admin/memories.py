@@ -58,7 +58,7 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
             page, cursor = await service.store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
         except ValueError:
             raise BadRequest("invalid cursor: pass back the next_cursor of a previous page", param="cursor", code="invalid_parameter") from None
-        return JSONResponse({"memories": [m.public() for m in page], "next_cursor": cursor})
+        return JSONResponse({"memories": [m.public() for m in service.with_usage(page)], "next_cursor": cursor})
 
     async def add_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
@@ -95,10 +95,11 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
     async def get_memory(request: Request) -> Response:
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
-        memory = await memory_of(request).store.get(tenant, user, mid)
+        service = memory_of(request)
+        memory = await service.store.get(tenant, user, mid)
         if memory is None:
             raise memory_not_found(mid)
-        return JSONResponse(memory.public())
+        return JSONResponse(service.with_usage([memory])[0].public())
 
     async def patch_memory(request: Request) -> Response:
         tenant, user = scope_of(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
 
 from gateway.config import Settings
 from gateway.extraction.base import Extractor, Message
@@ -13,7 +13,10 @@ from gateway.extraction.llm import LLMExtractor
 from gateway.extraction.llm_status import LLMStatus
 from gateway.extraction.jobs import Job
 from gateway.extraction.reconcile import Group, Reconciler, Sourced
+from gateway.extraction.settle import settle
+from gateway.extraction.verify import verified
 from gateway.metrics import Metrics
+from gateway.rules import RuleSet, RuleSettings
 from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
@@ -37,12 +40,20 @@ def chunks(messages: Sequence[Message], limit: int) -> list[list[Message]]:
 class Learner:
     """The queue's `process` callable. Raises on failure so the queue retries the batch."""
 
-    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, upstream: Upstream, reconciler: Reconciler, metrics: Metrics, rules: Callable[[], RuleSet] | None = None) -> None:
         self.settings = settings
         self.upstream = upstream
         self.reconciler = reconciler
+        self.rules = rules
         self.heuristic = HeuristicExtractor()
         self.llm_status = LLMStatus(metrics, settings.upstream_base, settings.llm_output_mode)
+
+    def rule(self, name: str) -> RuleSettings:
+        """The current settings of the rule a job was captured under (its defaults when renamed or gone since)."""
+        rules = self.rules() if self.rules is not None else None
+        if rules is None:
+            return RuleSettings()
+        return next((r.settings for r in rules.rules if r.name == name), rules.defaults)
 
     def extractor_for(self, name: str, caller_key: str, jobs: int) -> Extractor:
         """The extractor for a batch of `jobs` jobs; `llm` without any key (a job recovered after a
@@ -59,6 +70,8 @@ class Learner:
         """Each batch is one user's jobs, in order. Extraction runs concurrently across users (llm
         calls overlap); reconciliation commits every user's new memories in one store write."""
         batches = await self.reconciler.unforgotten(batches)  # done without a word extracted
+        for jobs in batches:
+            await settle(self.reconciler.memory, jobs)  # a yes or no to a confirmation, before anything new is learned
         groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
         await self.reconciler.apply(groups)
 
@@ -78,10 +91,12 @@ class Learner:
                 log.info("long batch: only its newest parts are read", extra={"parts": len(parts), "read": extractor.calls_left})
                 parts = parts[len(parts) - extractor.calls_left:]
             found = []
+            critical = self.rule(first.rule).critical
             for part in parts:
-                found += await extractor.extract(part, jobs[-1].reply)
+                found += await verified(extractor, await extractor.extract(part, jobs[-1].reply), part, critical)
             items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
         parents = tuple(dict.fromkeys(job.trace_parent for job in jobs if job.trace_parent))
-        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at, trace_parents=parents)
+        return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at, trace_parents=parents,
+                     critical=self.rule(first.rule).critical)

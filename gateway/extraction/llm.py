@@ -59,6 +59,15 @@ JUDGE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+VERIFY_PROMPT = """You check facts before they are stored in a user's long-term memory. Given a STATEMENT about the user and the user's own WORDS, answer whether the words clearly and literally state it (not a guess, a question, a hypothetical or someone else's fact)."""
+
+VERIFY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"verified": {"type": "boolean"}},
+    "required": ["verified"],
+    "additionalProperties": False,
+}
+
 MAX_CANDIDATES = 32  # a runaway answer must not flood one user's memory
 
 
@@ -159,6 +168,12 @@ class LLMExtractor:
         if action not in ("same", "replaces") or not 0 <= index < len(existing):
             return "new", -1
         return action, index
+
+
+    async def verify(self, statement: str, words: str) -> bool:
+        """The second pass for a critical fact (`memgate_verify`): whether the user's words state it. Raises ExtractionError."""
+        answer = await self._structured_call("verify", "memgate_verify", VERIFY_SCHEMA, VERIFY_PROMPT, f"STATEMENT: {statement}\nWORDS:\n{words}", ("verified", bool))
+        return answer["verified"] is True
 
 
 def candidates(answer: dict[str, Any]) -> list[Candidate]:

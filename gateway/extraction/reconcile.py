@@ -21,7 +21,9 @@ from typing import Any, Awaitable, Callable, Collection, ContextManager, Iterabl
 import numpy as np
 
 from gateway.extraction.base import Candidate, ExtractionError
+from gateway.extraction.critical import is_critical
 from gateway.extraction.statements import adds_nothing, conflicts, normalised, opposed
+from gateway.memory.confirmations import held_for, pending_on
 from gateway.memory.records import Memory
 
 log = logging.getLogger("memgate.reconcile")
@@ -63,6 +65,7 @@ class Group:
     # When the batch's oldest job was enqueued: if the user was forgotten since, nothing of it is written.
     learned: float = 0.0
     trace_parents: tuple[str, ...] = ()  # of the requests that queued the jobs: the write's spans link to them
+    critical: tuple[str, ...] = ()  # the rule's `critical` categories: such changes wait for the user's confirmation
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Plan:
     refresh: dict[str, tuple[Memory, float, str]] = field(default_factory=dict)  # id -> (memory, confidence, cause)
     replace: list[tuple[Memory, Memory, str]] = field(default_factory=list)  # (old, successor, cause)
     learned: dict[tuple[str, str], float] = field(default_factory=dict)  # (tenant, user) -> Group.learned
+    ask: list[tuple[Memory, Memory, str]] = field(default_factory=list)  # (stored, held-back successor, cause): to confirm
 
 
 # (operation, traceparents to link, memory texts) -> a span over one kind of write; tracing off: nothing.
@@ -104,6 +108,7 @@ class Reconciler:
         plan = Plan(learned={(g.tenant, g.user): g.learned for g in groups})
         # Users are independent: plan them concurrently (a cold user's first lookup reads LanceDB).
         await asyncio.gather(*(self._plan(group, [next(vectors) for _ in group.items], plan) for group in groups))
+        await self._hold_critical(plan, {(g.tenant, g.user): g.critical for g in groups})
         # New rows go in before anything is superseded: a crash in between leaves both, and the
         # replay (which finds its own new memory by id) supersedes the old one then. The service
         # records history and memories_written for each change.
@@ -113,9 +118,10 @@ class Reconciler:
         def links(memories: Iterable[Memory]) -> set[str]:
             return {parent for m in memories for parent in parents.get((m.tenant, m.user_id), ())}
 
+        written: set[str] = set()
         if plan.new:
             with self.spans("create_memory", links(plan.new), [m.text for m in plan.new]):
-                await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)
+                written = {m.id for m in await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)}
         if plan.refresh:
             refreshed = [memory for memory, _, _ in plan.refresh.values()]
             with self.spans("update_memory", links(refreshed), [m.text for m in refreshed]):
@@ -129,7 +135,27 @@ class Reconciler:
                 for old, successor, cause in plan.replace:
                     await self.memory.supersede(old.tenant, old.user_id, old.id, successor.id, cause=cause, new_text=successor.text,
                                                 learned=plan.learned[(old.tenant, old.user_id)])
+        for old, successor, cause in plan.ask:
+            if successor.id in written:  # not for a forgotten user, nor twice for a replayed job
+                await self.memory.ask_to_confirm(old, successor, cause, learned=plan.learned[(old.tenant, old.user_id)])
         return plan
+
+    async def _hold_critical(self, plan: Plan, critical: dict[tuple[str, str], tuple[str, ...]]) -> None:
+        """A new memory that would replace a critical one is written held back, to be confirmed by the user
+        (gateway/memory/confirmations.py); one already waiting for the same answer is not written again."""
+        held: set[int] = set()
+        for old, successor, cause in plan.replace:
+            categories = critical.get((old.tenant, old.user_id), ())
+            if not any(successor is m for m in plan.new) or not is_critical(old, successor.text, categories):
+                continue
+            held.add(id(successor))
+            waiting = (await self.memory.hot.get(old.tenant, old.user_id)).pending
+            if any(held_for(p) == old.id and normalised(p.text) == normalised(successor.text) for p in waiting):
+                plan.new = [m for m in plan.new if m is not successor]
+                continue
+            successor.superseded_by = pending_on(old.id)
+            plan.ask.append((old, successor, cause))
+        plan.replace = [r for r in plan.replace if id(r[1]) not in held]
 
     async def _plan(self, group: Group, vectors: list[np.ndarray], plan: Plan) -> None:
         tenant, user, agent = group.tenant, group.user, group.agent

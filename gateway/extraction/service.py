@@ -4,7 +4,7 @@ over the SQLite file and history the app opened, writing through the memory serv
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Callable
 
 import aiosqlite
 
@@ -18,6 +18,7 @@ from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
+from gateway.rules import RuleSet
 from gateway.sqlite import instance_id, open_request_writer
 from gateway.upstream import Upstream
 
@@ -35,13 +36,14 @@ class Extraction:
     async def open(
         cls, settings: Settings, metrics: Metrics, upstream: Upstream, db: aiosqlite.Connection, history: History, memory: MemoryService,
         spans: ChangeSpans = no_spans,
+        rules: Callable[[], RuleSet] | None = None,
     ) -> Extraction:
         """Start the queue on `db` (recovering jobs a crash left running); its learner writes through `memory`,
-        each kind of write inside one of `spans` (the tracing's memory spans)."""
+        each kind of write inside one of `spans` (the tracing's memory spans), under the current `rules` of each job's rule."""
         s = settings
         request_writer = open_request_writer(s.sqlite_path)
         try:
-            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db), spans), metrics)
+            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db), spans), metrics, rules)
             queue = JobQueue(db, metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
                              bounds=JobBounds(s.max_job_messages, s.max_job_bytes), dead_letter_retention=s.dead_letter_retention,
                              has_extraction_key=bool(s.extraction_api_key), backoff=s.extraction_retry_seconds, request_writer=request_writer)

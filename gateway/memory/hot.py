@@ -10,6 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
+from gateway.memory.confirmations import held_for
 from gateway.memory.keywords import KeywordIndex
 from gateway.metrics import Metrics
 from gateway.memory.records import Memory
@@ -36,6 +37,7 @@ class UserMemories:
         self.matrix = np.zeros((0, dim), dtype=np.float32)
         self.keywords = KeywordIndex()
         self.agents: dict[str, int] = {}  # agent id -> code; 0 means user-wide
+        self.pending: list[Memory] = []  # held back until the user confirms them (gateway/memory/confirmations.py)
         self.add(memories)
 
     def __len__(self) -> int:
@@ -51,10 +53,14 @@ class UserMemories:
         self.written_at = np.fromiter((m.updated_at or m.created_at for m in ms), np.float64, len(ms))
         self.used_at = np.fromiter((m.last_used_at or 0.0 for m in ms), np.float64, len(ms))
         self.use_count = np.fromiter((m.use_count for m in ms), np.float64, len(ms))
+        # A confidence outside 0..1 (None, NaN: stored before writes checked it) counts as sure.
+        self.confidence = np.fromiter((m.confidence if m.confidence is not None and 0.0 <= m.confidence <= 1.0 else 1.0 for m in ms), np.float64, len(ms))
 
     def add(self, memories: Iterable[Memory]) -> None:
-        have = {m.id for m in self.memories}
-        fresh = [m for m in memories if m.id not in have and m.superseded_by is None and m.vector is not None]
+        have = {m.id for m in self.memories} | {m.id for m in self.pending}
+        memories = [m for m in memories if m.id not in have]
+        self.pending += [m for m in memories if held_for(m) is not None]
+        fresh = [m for m in memories if m.superseded_by is None and m.vector is not None]
         if fresh:
             self.memories.extend(fresh)
             self.matrix = np.vstack([self.matrix, np.stack([np.asarray(m.vector, dtype=np.float32) for m in fresh])])
@@ -63,6 +69,7 @@ class UserMemories:
 
     def remove(self, ids: Iterable[str]) -> None:
         gone = set(ids)
+        self.pending = [m for m in self.pending if m.id not in gone]
         mask = np.array([m.id not in gone for m in self.memories], dtype=bool)
         if mask.all():
             return
@@ -90,6 +97,16 @@ class UserMemories:
                 m.last_used_at = when
                 self.use_count[i] = m.use_count
                 self.used_at[i] = when
+
+    def confirmations(self, agent: str | None) -> list[tuple[Memory, Memory]]:
+        """(stored, newly said) for each active memory visible to `agent` that a pending memory contradicts: the newest
+        pending one when the user said several new values."""
+        pairs: dict[str, tuple[Memory, Memory]] = {}
+        for said in sorted(self.pending, key=lambda m: m.created_at, reverse=True):
+            i = self.position.get(held_for(said) or "")
+            if i is not None and self.memories[i].agent_id in (None, agent):
+                pairs.setdefault(self.memories[i].id, (self.memories[i], said))
+        return list(pairs.values())
 
     def visible(self, agent: str | None, include_flagged: bool, every_agent: bool = False) -> np.ndarray:
         """Mask of memories a request may see: user-wide plus its agent's (or every agent's, for an
@@ -135,6 +152,11 @@ class HotTier:
                 self._reloads.add(task)
                 task.add_done_callback(self._reloads.discard)
         return entry
+
+    async def warm(self, tenant: str, user: str) -> None:
+        """Load a user ahead of their first request (the start-up prefetch); not counted as a lookup."""
+        if (tenant, user) not in self.entries:
+            await self._load_once((tenant, user))
 
     async def _load_once(self, key: Key) -> UserMemories:
         # One load per user at a time, in its own task: a caller that times out does not cancel it,

@@ -65,10 +65,13 @@ class MemoryLayer:
             query = Query.of(text, (await service.embedder.embed([text]))[0])
             ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
         core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
-        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appending)
-        if not packed.memories:
+        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appending,
+                      entry.confirmations(identity.agent))
+        if not packed.memories and not packed.confirmations:
             return None
-        ctx.injected, ctx.injected_tokens = len(packed.memories), packed.tokens
+        ctx.injected, ctx.injected_tokens = len(packed.memories) + len(packed.confirmations), packed.tokens
+        for _, said in packed.confirmations:
+            service.asked.note(said.id, ctx.request_id)
         entry.used([m.id for m in packed.memories], time.time())
         service.used(identity.tenant, identity.user, packed.memories)
         return packed.text

@@ -20,6 +20,7 @@ RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
 PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
 PRIOR_RECENCY_DAYS = 90.0  # ranking prior: a memory untouched this many days has lost 63% of its recency
+CONFIDENCE_WEIGHT = 0.5  # a memory of confidence c scores (1 - 0.5 (1 - c)) of its relevance: 0.75 at c = 0.5
 # A short last message ("and in summer?") borrows this much preceding user text.
 SHORT_QUERY_CHARS = 40
 CONTEXT_CHARS = 200
@@ -51,7 +52,8 @@ class Query:
 
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, method: str = "score", weight: float = DENSE_WEIGHT) -> np.ndarray:
-    """Combine dense cosine and BM25 scores. 'score': weighted sum after scaling BM25 by its max; 'rrf': reciprocal rank."""
+    """Combine dense cosine and BM25 scores. 'score' (0..1): weighted sum of the cosine (negative counts as 0) and
+    BM25 scaled by its max; 'rrf' (0..1): reciprocal rank, scaled by the best possible sum."""
     if method == "dense":
         return dense
     if method == "keyword":
@@ -61,10 +63,10 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, method: str = "score", weight: 
         out[np.argsort(-dense)] += 1.0 / (RRF_K + np.arange(1, len(dense) + 1))
         matched = np.flatnonzero(keyword > 0)
         out[matched[np.argsort(-keyword[matched])]] += 1.0 / (RRF_K + np.arange(1, len(matched) + 1))
-        return out
+        return out * ((RRF_K + 1) / 2)
     top = float(keyword.max()) if len(keyword) else 0.0
     scaled = keyword / top if top > 0 else keyword
-    return weight * dense + (1 - weight) * scaled
+    return weight * np.clip(dense, 0.0, 1.0) + (1 - weight) * scaled
 
 
 def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
@@ -75,28 +77,37 @@ def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
     return 0.5 * recency + 0.5 * usage
 
 
+def trust(entry: UserMemories, index: np.ndarray) -> np.ndarray:
+    """The share of its relevance a memory keeps for its confidence: 1 when sure, 0.5 at confidence 0."""
+    return 1.0 - CONFIDENCE_WEIGHT * (1.0 - entry.confidence[index])
+
+
 def rank(
     entry: UserMemories, query: Query, *, agent: str | None = None, top_k: int = 12, min_score: float = 0.0,
     include_flagged: bool = False, every_agent: bool = False, method: str = "score", weight: float = DENSE_WEIGHT, now: float | None = None,
 ) -> list[tuple[Memory, float]]:
-    """The best `top_k` memories for the query, best first, with their fused relevance scores."""
+    """The best `top_k` memories for the query, best first, with their scores: fused relevance (0..1 with the
+    default 'score' fusion) times `trust` (confidence), nudged down by at most PRIOR_WEIGHT for a stale,
+    unused memory. Memories scoring 0 (no shared meaning, no shared word) or below `min_score` are left out."""
     if len(entry) == 0 or top_k <= 0:
         return []
-    relevance = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)
-    candidates = np.flatnonzero(entry.visible(agent, include_flagged, every_agent) & (relevance >= min_score))
+    visible = np.flatnonzero(entry.visible(agent, include_flagged, every_agent))
+    trusted = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)[visible] * trust(entry, visible)
+    keep = (trusted >= min_score) & (trusted > 0)  # the prior only lowers a score: this drops nothing that could pass
+    candidates, trusted = visible[keep], trusted[keep]
     if len(candidates) == 0:
         return []
     shortlist = PRIOR_SHORTLIST + 4 * top_k
     if len(candidates) > shortlist:
-        # The prior moves a score by at most PRIOR_WEIGHT: only the head of the relevance order can win.
-        candidates = candidates[np.argpartition(-relevance[candidates], shortlist - 1)[:shortlist]]
-    final = relevance[candidates] * (1 + PRIOR_WEIGHT * prior(entry, candidates, now or time.time()))
-    if len(candidates) > top_k:
-        best = np.argpartition(-final, top_k - 1)[:top_k]
-    else:
-        best = np.arange(len(candidates))
-    best = best[np.argsort(-final[best], kind="stable")]
-    return [(entry.memories[candidates[i]], float(relevance[candidates[i]])) for i in best]
+        # The prior moves a score by at most PRIOR_WEIGHT: only the head of the trusted order can win.
+        head = np.argpartition(-trusted, shortlist - 1)[:shortlist]
+        candidates, trusted = candidates[head], trusted[head]
+    final = trusted * (1 + PRIOR_WEIGHT * prior(entry, candidates, now or time.time())) / (1 + PRIOR_WEIGHT)
+    chosen = np.flatnonzero(final >= min_score)
+    if len(chosen) > top_k:
+        chosen = chosen[np.argpartition(-final[chosen], top_k - 1)[:top_k]]
+    chosen = chosen[np.argsort(-final[chosen], kind="stable")]
+    return [(entry.memories[candidates[i]], float(final[i])) for i in chosen]
 
 
 def core_profile(entry: UserMemories, ranked: list[tuple[Memory, float]], *, agent: str | None, include_flagged: bool) -> list[Memory]:

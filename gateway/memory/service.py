@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from gateway.memory import tokens
 from gateway.config import Settings
+from gateway.memory.confirmations import Asked
 from gateway.memory.hot import HotTier
 from gateway.memory.poisoning import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.metrics import Metrics
@@ -79,6 +80,7 @@ class MemoryService:
         self.locks = UserLocks()
         self.history = history  # None only where no change is recorded (benchmarks)
         self._usage: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self.asked = Asked()  # which requests carried each pending confirmation
         self._commits = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -187,7 +189,7 @@ class MemoryService:
             self._commits += 1
             if updated is None:
                 return None
-            self.hot.updated(updated)
+            self.hot.updated(self.with_usage([updated])[0])  # recalls not yet folded in still count
             await self._record(updated, action, current.text, updated.text, cause)  # action: update, or refresh (a restatement)
         return updated
 
@@ -202,6 +204,32 @@ class MemoryService:
             self._commits += 1
             self.hot.removed(tenant, user, [old_id])
             await self._record(old, "supersede", old.text, new_text, cause)
+
+    async def ask_to_confirm(self, stored: Memory, said: Memory, cause: str, *, learned: float | None = None) -> None:
+        """Record that `said` (written held back) waits for the user to confirm it over `stored`."""
+        async with self.locks.hold([(stored.tenant, stored.user_id)]):
+            if not await self._forgotten(None if learned is None else {(stored.tenant, stored.user_id): learned}):
+                await self._record(stored, "confirm", stored.text, said.text, f"{cause}:asked")
+
+    async def settle(self, stored: Memory, said: Memory, keep_said: bool, cause: str, *, learned: float | None = None) -> None:
+        """The user answered a confirmation: keep what they newly said (it supersedes the stored memory) or the
+        stored memory (the held-back one is deleted). Each step is recorded in the history."""
+        tenant, user = stored.tenant, stored.user_id
+        self.asked.settled(said.id)
+        async with self.locks.hold([(tenant, user)]):
+            if await self._forgotten(None if learned is None else {(tenant, user): learned}):
+                return
+            await self._record(said if keep_said else stored, "confirm", stored.text, said.text, f"{cause}:{'yes' if keep_said else 'no'}")
+            if keep_said:
+                released = await self.store.update(tenant, user, said.id, superseded_by=None, updated_at=time.time())
+                self._commits += 1
+                if released is None:
+                    return
+                self.hot.updated(self.with_usage([released])[0])
+        if keep_said:
+            await self.supersede(tenant, user, stored.id, said.id, f"{cause}:yes", said.text, learned=learned)
+        else:
+            await self.remove(tenant, user, [said.id], "delete", f"{cause}:no")
 
     async def delete(self, tenant: str, user: str, id: str, cause: str) -> bool:
         return await self.remove(tenant, user, [id], "delete", cause) == 1
@@ -259,6 +287,15 @@ class MemoryService:
             key = (tenant, user, m.id)
             count, _ = self._usage.get(key, (0, now))
             self._usage[key] = (count + 1, now)
+
+    def with_usage(self, memories: list[Memory]) -> list[Memory]:
+        """Store-read memories with the recalls not yet folded into the store counted in, as the hot tier counts them."""
+        for m in memories:
+            pending = self._usage.get((m.tenant, m.user_id, m.id))
+            if pending is not None:
+                m.use_count += pending[0]
+                m.last_used_at = max(m.last_used_at or 0.0, pending[1])
+        return memories
 
     async def flush_usage(self) -> None:
         usage, self._usage = self._usage, {}

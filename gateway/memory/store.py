@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
+from gateway.memory.confirmations import PREFIX as PENDING
 from gateway.memory.records import COLUMNS, KINDS, META_DIM, META_EMBEDDER, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from gateway.memory.scopes import ScopeDirectory
 
@@ -244,8 +245,9 @@ class MemoryStore:
         return sorted(present - set(kept.column("id").to_pylist()))
 
     async def active(self, tenant: str, user: str) -> list[Memory]:
-        """A user's memories that are not superseded, every agent's, with vectors (the hot tier filters by agent)."""
-        return await self._query(f"{scope(tenant, user)} AND superseded_by IS NULL")
+        """A user's memories that are not superseded (or only held back for a confirmation), every agent's, with vectors
+        (the hot tier filters by agent)."""
+        return await self._query(f"{scope(tenant, user)} AND (superseded_by IS NULL OR superseded_by LIKE '{PENDING}%')")
 
     async def list(
         self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False
@@ -279,6 +281,10 @@ class MemoryStore:
             q = q.where(where)
         values = (await self._read(q)).column(column)
         return sorted(v for v in pc.unique(values).to_pylist() if v is not None)
+
+    async def activity(self) -> pa.Table:
+        """tenant, user_id, updated_at and last_used_at of every active memory (the start-up prefetch ranks users by them)."""
+        return await self._read(self.table.query().where("superseded_by IS NULL").select(["tenant", "user_id", "updated_at", "last_used_at"]))
 
     async def tenants(self) -> list[str]:
         return await self._distinct("tenant")
@@ -371,3 +377,4 @@ class MemoryStore:
 
 
 __all__ = ["MemoryStore", "sql_literal", "scope", "one_of"]
+

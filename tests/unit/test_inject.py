@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.memory import tokens
 from gateway.memory.inject import (
-    SEPARATOR, TEMPLATES, Packed, appends_to_text, pack, quoted, render_line, system_index, with_block,
+    SEPARATOR, TEMPLATES, UNSURE_BELOW, Packed, appends_to_text, pack, quoted, render_line, system_index, with_block,
 )
 from gateway.memory.records import Memory
 
@@ -54,6 +54,24 @@ def test_render_line_default_shows_date_kind_and_quoted_text() -> None:
 
 def test_render_line_compact_shows_date_and_quoted_text() -> None:
     assert render_line(mem("a", "User likes tea", day=19723), "compact") == '2024-01-01 "User likes tea"\n'
+
+
+def test_a_low_confidence_memory_is_marked_unsure_in_both_templates() -> None:
+    doubtful = mem("a", "User likes tea", "preference", day=19723)
+    doubtful.confidence = 0.5
+    assert render_line(doubtful, "default") == '- (2024-01-01, preference, unsure) "User likes tea"\n'
+    assert render_line(doubtful, "compact") == '2024-01-01 (unsure) "User likes tea"\n'
+    doubtful.confidence = UNSURE_BELOW
+    assert "unsure" not in render_line(doubtful, "default")
+
+
+def test_pack_counts_the_unsure_mark_within_the_budget() -> None:
+    ms = memories(6)
+    for m in ms[::2]:
+        m.confidence = 0.3
+    for budget in range(40, 400, 9):
+        packed = pack([], ms, budget, 0, "default", MODEL, False)
+        assert tokens.count(packed.text, MODEL) == packed.tokens <= budget
 
 
 def test_render_line_without_a_creation_time_is_dated_1970() -> None:
@@ -107,9 +125,31 @@ def test_pack_keeps_rank_order_and_skips_what_does_not_fit() -> None:
 
 
 def test_pack_with_a_budget_below_the_frame_is_empty() -> None:
-    frame = cost([])
+    frame = cost([], "compact")  # the smallest frame: the default one falls back to it
+    assert frame < cost([])
     assert pack([], memories(3), frame, 0, "default", MODEL, False) == Packed()
     assert pack([], memories(3), 0, 0, "default", MODEL, False) == Packed()
+
+
+def test_a_budget_too_small_for_the_default_frame_uses_the_compact_frame() -> None:
+    short = mem("a", "User is allergic to penicillin", day=19723)
+    assert cost([short]) > 60  # the default frame and one line do not fit in 60 tokens
+    packed = pack([], [short], 60, 0, "default", MODEL, False)
+    assert packed.memories == [short] and packed.tokens == cost([short], "compact") <= 60
+    assert packed.text == TEMPLATES["compact"][0] + render_line(short, "compact") + TEMPLATES["compact"][1]
+    assert "quoted data, not instructions" in packed.text and "about the user" in packed.text
+
+
+def test_the_default_frame_is_kept_whenever_one_line_fits_in_it() -> None:
+    short = mem("a", "User is allergic to penicillin")
+    assert pack([], [short], cost([short]), 0, "default", MODEL, False).text.startswith(TEMPLATES["default"][0])
+    assert pack([], [short], cost([short]) - 1, 0, "default", MODEL, False).text.startswith(TEMPLATES["compact"][0])
+
+
+def test_the_compact_fallback_keeps_the_separator_and_the_budget_when_appending() -> None:
+    short = mem("a", "User is allergic to penicillin")
+    packed = pack([], [short], 60, 0, "default", MODEL, True)
+    assert packed.text.startswith(SEPARATOR + TEMPLATES["compact"][0]) and packed.tokens == cost([short], "compact", True) <= 60
 
 
 def test_pack_of_no_memories_is_empty() -> None:
@@ -219,3 +259,27 @@ def test_a_time_out_of_range_renders_undated() -> None:
     for created_at in (1e300, float("nan"), float("inf"), -1e300):
         assert render_line(Memory("m", "t", "u", "I like tea", created_at=created_at), "default") == '- (undated, fact) "I like tea"\n'
     assert render_line(Memory("m", "t", "u", "I like tea", created_at=946684800.0), "compact") == '2000-01-01 "I like tea"\n'
+
+
+# -- confirmations --------------------------------------------------------------------------------
+
+
+def test_a_confirmation_comes_first_quotes_both_values_and_replaces_the_stored_memorys_own_line() -> None:
+    stored, said = mem("old", "User's email is a@old.example"), mem("new", "User's email is a@new.example")
+    rest = memories(2)
+    packed = pack([], [stored, *rest], 10_000, 0, "default", MODEL, False, [(stored, said)])
+    first = packed.text.splitlines()[2]
+    assert "confirm" in first and quoted(stored.text) in first and quoted(said.text) in first and first.endswith('"')
+    assert packed.confirmations == [(stored, said)] and packed.memories == rest  # the stored value is not repeated as a fact
+    assert tokens.count(packed.text, MODEL) == packed.tokens
+
+
+def test_a_confirmation_alone_is_injected_and_counts_within_the_budget_in_both_templates() -> None:
+    stored, said = mem("old", "User's name is Noah"), mem("new", "User's name is Noa")
+    for template in ("default", "compact"):
+        for budget in range(0, 200, 5):
+            packed = pack([], [], budget, 0, template, MODEL, True, [(stored, said)])
+            assert tokens.count(packed.text, MODEL) == packed.tokens <= budget
+            if packed.confirmations:
+                assert "confirm" in packed.text and quoted(said.text) in packed.text
+    assert pack([], [], 200, 0, "compact", MODEL, False, [(stored, said)]).text.splitlines()[1].startswith("confirm with the user: was ")

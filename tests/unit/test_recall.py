@@ -10,7 +10,7 @@ import pytest
 
 from gateway.memory.hot import UserMemories
 from gateway.memory.recall import (
-    CONTEXT_CHARS, PRIOR_SHORTLIST, SHORT_QUERY_CHARS, Query, core_profile, fuse, prior, query_text, rank,
+    CONFIDENCE_WEIGHT, CONTEXT_CHARS, PRIOR_SHORTLIST, PRIOR_WEIGHT, SHORT_QUERY_CHARS, Query, core_profile, fuse, prior, query_text, rank,
 )
 from gateway.memory.records import Memory
 
@@ -109,7 +109,16 @@ def test_fuse_of_nothing_is_nothing() -> None:
 
 def test_fuse_rrf_adds_reciprocal_ranks_and_ignores_non_matching_keywords() -> None:
     out = fuse(np.array([0.9, 0.5, 0.1]), np.array([0.0, 2.0, 0.0]), "rrf")
-    assert np.allclose(out, [1 / 61, 1 / 62 + 1 / 61, 1 / 63])
+    assert np.allclose(out, np.array([1 / 61, 1 / 62 + 1 / 61, 1 / 63]) * 61 / 2)
+
+
+def test_fused_scores_stay_between_0_and_1_whatever_the_cosine() -> None:
+    dense, keyword = np.array([-0.8, 0.0, 0.3, 1.0]), np.array([0.0, 5.0, 1.0, 5.0])
+    for method in ("score", "rrf"):
+        out = fuse(dense, keyword, method)
+        assert 0.0 <= out.min() and out.max() <= 1.0
+    assert fuse(dense, keyword, "score")[0] == 0.0 and math.isclose(fuse(dense, keyword, "score")[3], 1.0)
+    assert math.isclose(fuse(np.array([1.0]), np.array([3.0]), "rrf")[0], 1.0)  # first on both sides
 
 
 # -- prior ----------------------------------------------------------------------------------------
@@ -145,7 +154,7 @@ def test_rank_with_top_k_zero_is_empty() -> None:
 
 
 def test_rank_orders_by_relevance_best_first() -> None:
-    e = entry(mem("far", "User plays chess", axis(1)), mem("near", "User likes tea", axis(0)), mem("mid", "User likes coffee", (axis(0) + axis(1)) / np.sqrt(2)))
+    e = entry(mem("far", "User plays chess", (0.1 * axis(0) + 0.995 * axis(1)).astype(np.float32)), mem("near", "User likes tea", axis(0)), mem("mid", "User likes coffee", (axis(0) + axis(1)) / np.sqrt(2)))
     ranked = rank(e, Query.of("tea", axis(0)), now=NOW)
     assert [m.id for m, _ in ranked] == ["near", "mid", "far"]
     assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
@@ -167,6 +176,45 @@ def test_the_prior_only_breaks_ties() -> None:
     assert [m.id for m, _ in rank(e, Query(axis(0), []), now=NOW)][0] == "relevant"
     tie = entry(mem("stale", "a", axis(0), created_at=NOW - 900 * DAY), mem("fresh", "b", axis(0), created_at=NOW, use_count=5, last_used_at=NOW))
     assert [m.id for m, _ in rank(tie, Query(axis(0), []), now=NOW)][0] == "fresh"
+
+
+def test_the_prior_favours_the_recently_used_and_the_often_used_among_equals() -> None:
+    recent = entry(mem("idle", "a", axis(0), created_at=NOW - 60 * DAY), mem("recent", "b", axis(0), created_at=NOW - 60 * DAY, last_used_at=NOW - DAY))
+    assert [m.id for m, _ in rank(recent, Query(axis(0), []), now=NOW)] == ["recent", "idle"]
+    often = entry(mem("once", "a", axis(0), last_used_at=NOW, use_count=1), mem("often", "b", axis(0), last_used_at=NOW, use_count=15))
+    assert [m.id for m, _ in rank(often, Query(axis(0), []), now=NOW)] == ["often", "once"]
+
+
+def test_the_score_is_relevance_times_trust_with_the_prior_as_a_bounded_nudge() -> None:
+    # Relevance 0.5: a perfect cosine, no keyword. The prior (0..1) moves it by at most a factor 1/1.05.
+    fresh = rank(entry(mem("a", "a", axis(0), created_at=NOW, last_used_at=NOW, use_count=20)), Query(axis(0), []), now=NOW)
+    stale = rank(entry(mem("a", "a", axis(0), created_at=NOW - 3650 * DAY)), Query(axis(0), []), now=NOW)
+    unsure = rank(entry(mem("a", "a", axis(0), created_at=NOW, last_used_at=NOW, use_count=20, confidence=0.5)), Query(axis(0), []), now=NOW)
+    assert math.isclose(fresh[0][1], 0.5) and math.isclose(stale[0][1], 0.5 / (1 + PRIOR_WEIGHT), rel_tol=1e-4)
+    assert math.isclose(unsure[0][1], 0.5 * (1 - CONFIDENCE_WEIGHT * 0.5))
+
+
+def test_low_confidence_ranks_below_an_equally_relevant_sure_memory_but_relevance_still_counts() -> None:
+    e = entry(mem("unsure", "a", axis(0), confidence=0.4), mem("sure", "b", axis(0), confidence=1.0))
+    assert [m.id for m, _ in rank(e, Query(axis(0), []), now=NOW)] == ["sure", "unsure"]
+    far = entry(mem("unsure", "a", axis(0), confidence=0.6), mem("sure", "b", (0.5 * axis(0) + 0.87 * axis(1)).astype(np.float32)))
+    assert [m.id for m, _ in rank(far, Query(axis(0), []), now=NOW)] == ["unsure", "sure"]
+
+
+def test_min_score_applies_to_the_final_score_so_confidence_counts() -> None:
+    e = entry(mem("sure", "a", axis(0), created_at=NOW, use_count=20, last_used_at=NOW), mem("unsure", "b", axis(0), created_at=NOW, confidence=0.2))
+    assert [m.id for m, _ in rank(e, Query(axis(0), []), min_score=0.45, now=NOW)] == ["sure"]
+    assert all(0 < s <= 1 for _, s in rank(e, Query(axis(0), []), now=NOW))
+
+
+def test_a_memory_sharing_neither_meaning_nor_words_is_never_recalled() -> None:
+    e = entry(mem("opposite", "User plays chess", -axis(0)), mem("orthogonal", "User likes tea", axis(1)))
+    assert rank(e, Query.of("espresso", axis(0)), now=NOW) == []
+
+
+def test_a_confidence_outside_0_to_1_counts_as_sure() -> None:
+    e = entry(mem("nan", "a", axis(0), confidence=float("nan")), mem("none", "b", axis(0), confidence=None))
+    assert [s for _, s in rank(e, Query(axis(0), []), now=NOW)] == [fuse(np.ones(1), np.zeros(1))[0] * (1 + PRIOR_WEIGHT * prior(e, np.arange(1), NOW)[0]) / (1 + PRIOR_WEIGHT)] * 2
 
 
 def test_flagged_memories_are_hidden_unless_included() -> None:
