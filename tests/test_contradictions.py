@@ -1,7 +1,8 @@
 """A statement that changes a fact supersedes the old memory, end to end: the user says the old fact,
 later the new one (the heuristic extractor, the shipped rules), the queue is flushed, and the system
 message the upstream receives for the next request carries the new fact and never the old one, whether
-the change came in a later conversation or in the same one (then both may be extracted in one batch)."""
+the change came in a later conversation or in the same one (then both may be extracted in one batch).
+An allergy is critical under the shipped rules: its change is asked about first, and the user's yes settles it."""
 
 from __future__ import annotations
 
@@ -38,6 +39,26 @@ CHANGES = [
 ]
 
 
+CRITICAL = {"allergy"}  # health: the shipped rules' `critical` holds its change for the user's confirmation
+
+
+def answer_block(gw: Gateway, upstream: FakeUpstream, user: str, question: str, *, critical: bool) -> str:
+    """The memory block the upstream gets for `question`; a critical change is first asked about (the block
+    quotes both values and says confirm) and the user's yes settles it."""
+    say(gw, user, question)
+    block = system_text(upstream.last_chat())
+    if not critical:
+        return block
+    [line] = [line for line in block.splitlines() if "confirm" in line]
+    assert line.count('"User is') == 2  # the stored value and the new one, both quoted
+    say(gw, user, "Yes, that's right.")
+    flush(gw)
+    say(gw, user, question)
+    block = system_text(upstream.last_chat())
+    assert "confirm" not in block
+    return block
+
+
 @pytest.mark.parametrize("user,before,after,question,told,stale", CHANGES, ids=[c[0] for c in CHANGES])
 def test_a_changed_fact_supersedes_the_old_one_and_only_the_new_one_is_injected(
     gw: Gateway, upstream: FakeUpstream, user: str, before: str, after: str, question: str, told: str, stale: str
@@ -49,12 +70,12 @@ def test_a_changed_fact_supersedes_the_old_one_and_only_the_new_one_is_injected(
     assert old["text"] in system_text(upstream.last_chat())  # the old fact was injected before the change
     say(gw, user, after)
     flush(gw)
-    say(gw, user, question)
-    block = system_text(upstream.last_chat())
+    block = answer_block(gw, upstream, user, question, critical=user in CRITICAL)
     assert told in block
     assert stale not in block
     assert all(stale not in text for text in texts(gw, user))
-    assert [change["action"] for change in history(gw, user, old["id"])] == ["add", "supersede"]
+    actions = [change["action"] for change in history(gw, user, old["id"])]
+    assert actions == (["add", "confirm", "supersede"] if user in CRITICAL else ["add", "supersede"])
 
 
 @pytest.mark.parametrize("user,before,after,question,told,stale", CHANGES, ids=[c[0] for c in CHANGES])
@@ -65,8 +86,7 @@ def test_a_fact_and_its_change_in_one_conversation_leave_only_the_change(
     say(gw, user, before)
     say(gw, user, after, history=[{"role": "user", "content": before}, {"role": "assistant", "content": "Noted."}])
     flush(gw)
-    say(gw, user, question)
-    block = system_text(upstream.last_chat())
+    block = answer_block(gw, upstream, user, question, critical=user.removeprefix("talk-") in CRITICAL)
     assert told in block
     assert stale not in block
     assert all(stale not in text for text in texts(gw, user))
