@@ -27,6 +27,8 @@ class ChatContext:
     memory_status: str = "off"  # ok | off | timeout | degraded
     injected: int = 0
     injected_tokens: int = 0
+    trimmed_messages: int = 0  # messages left out to fit the context window (overflow = "fit")
+    trimmed_tokens: int = 0
 
 
 @dataclass
@@ -42,7 +44,8 @@ class MemoryLayer(Protocol):
     """What the proxy asks of memory. Both calls fail open: they never raise into the request."""
 
     async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """Return the payload with memories injected, or None to forward the request unchanged."""
+        """Return the payload with memories injected (and trimmed to the context window), or None to forward
+        the request unchanged."""
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         """Durably enqueue the exchange for extraction."""

@@ -26,6 +26,8 @@ MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expi
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error", "capture_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
+# trimmed: made to fit; unfittable: system + latest turn alone overflow, sent as is; over: overflow "off", sent as is
+OVERFLOW_OUTCOMES = ("trimmed", "unfittable", "over")
 
 
 class Metrics:
@@ -77,7 +79,12 @@ class Metrics:
         self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
         self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
-
+        # Context windows and overflow.
+        self.unknown_model = Counter(
+            "memgate_context_window_unknown_model", "Chat requests whose model the context-window table does not know (the default window was used)", registry=r
+        )
+        self.overflow = Counter("memgate_overflow", "Chat requests longer than their context window, by outcome", ["outcome"], registry=r)
+        self.overflow_dropped_messages = Counter("memgate_overflow_dropped_messages", "Messages left out of trimmed requests", registry=r)
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
             (self.memory_status, MEMORY_STATUSES),
@@ -88,6 +95,7 @@ class Metrics:
             (self.memories_written, MEMORY_WRITE_ACTIONS),
             (self.captures_skipped, CAPTURE_SKIPPED_REASONS),
             (self.hygiene_removed, HYGIENE_REASONS),
+            (self.overflow, OVERFLOW_OUTCOMES),
         ):
             for value in values:
                 counter.labels(value)

@@ -87,7 +87,7 @@ class Proxy:
         memory: MemoryLayer | None = getattr(request.state, "layer", None)
         try:
             ctx, payload, body = await self._prepare(request, request_id)
-            if ctx.read and memory is not None:
+            if memory is not None and (ctx.read or ctx.rule.overflow == "fit"):  # overflow trimming needs no memory
                 injected = await memory.recall_into(ctx, payload)
                 if injected is not None:
                     body = encode_json(injected)
@@ -179,7 +179,7 @@ class Proxy:
             ("X-Memory-Status", ctx.memory_status),
             ("X-Memory-Injected", str(ctx.injected)),
             ("X-Memory-Injected-Tokens", str(ctx.injected_tokens)),
-        ]
+        ] + ([("X-Memory-Trimmed-Messages", str(ctx.trimmed_messages)), ("X-Memory-Trimmed-Tokens", str(ctx.trimmed_tokens))] if ctx.trimmed_messages else [])
 
     # -- everything else under /v1 ---------------------------------------------------------------
 

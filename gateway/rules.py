@@ -32,6 +32,10 @@ class RuleSettings:
     ttl_days: float = 0.0  # 0 = keep forever
     expire_unused_days: float = 0.0  # 0 = never expire memories that are never recalled
     max_memories: int = 0  # 0 = the gateway's max_memories_per_user
+    context_window: int = 0  # 0 = the built-in table (gateway/memory/context_windows.toml), else its default
+    overflow: str = "fit"  # "fit": trim a conversation longer than the window; "off": forward it unchanged
+    overflow_reserve_tokens: int = 1024  # kept for the answer when the request sets no max_tokens
+    overflow_summary_tokens: int = 1024  # at most this much of a trimmed request stands in for its dropped turns
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ def _check_setting(where: str, key: str, value: Any) -> Any:
         raise RulesError(f"{where}: field 'extractor' must be 'heuristic' or 'llm'")
     if key == "template" and value not in ("default", "compact"):
         raise RulesError(f"{where}: field 'template' must be 'default' or 'compact'")
+    if key == "overflow" and value not in ("fit", "off"):
+        raise RulesError(f"{where}: field 'overflow' must be 'fit' or 'off'")
     return value
 
 

@@ -43,6 +43,10 @@ RULE_FIELDS = {
     "ttl_days": "forget memories older than this many days (0: never)",
     "expire_unused_days": "forget memories never recalled within this many days (0: never)",
     "max_memories": "per-user cap for users matched here (0: `--max-memories-per-user`)",
+    "context_window": "the model's context window in tokens (0: the built-in table, else 8192; see Long conversations)",
+    "overflow": "`fit`: a conversation longer than the window is trimmed to fit; `off`: forwarded unchanged",
+    "overflow_reserve_tokens": "tokens kept free for the answer when the request sets no `max_tokens`/`max_completion_tokens`",
+    "overflow_summary_tokens": "at most this many tokens of excerpts stand in for the turns a trimmed request leaves out",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

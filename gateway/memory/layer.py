@@ -10,10 +10,12 @@ from typing import Any, Awaitable, Callable
 
 from gateway.exchange import ChatContext, Reply
 from gateway.memory import tokens
+from gateway.memory.fitting import Plan, plan
 from gateway.memory.inject import appends_to_text, pack, with_block
 from gateway.memory.recall import Query, core_profile, query_text, rank
 from gateway.memory.records import Memory
 from gateway.memory.service import MemoryService
+from gateway.memory.windows import Windows
 from gateway.metrics import Metrics
 
 log = logging.getLogger("memgate.memory")
@@ -23,41 +25,51 @@ INLINE_COUNT_BYTES = 4_096
 
 
 class MemoryLayer:
-    """What the proxy calls: recall and inject before forwarding; capture (the extraction hook) after."""
+    """What the proxy calls: fit the request to its context window and inject memories before forwarding;
+    capture (the extraction hook) after."""
 
     def __init__(self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None) -> None:
         self.service = service
         self.metrics = metrics
         self.enqueue = enqueue
+        self.windows = Windows(metrics.unknown_model.inc)
 
     async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if not isinstance(payload.get("messages"), list):
+            return None
+        try:
+            fitted = await self._plan(ctx, payload)
+        except Exception:
+            log.warning("could not size the request against its context window; forwarding it as is", extra={"request_id": ctx.request_id}, exc_info=True)
+            if ctx.read:
+                ctx.memory_status = "degraded"
+            return None
+        if not ctx.read:
+            return fitted.payload
         started = time.perf_counter()
         try:
             async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
-                injected = await self._recall(ctx, payload)
+                injected = await self._recall(ctx, fitted.payload or payload, fitted.memory_budget)
         except TimeoutError:
             ctx.memory_status = "timeout"
             self.metrics.recall_timeouts.inc()
-            return None
+            return fitted.payload
         except Exception:
             log.warning("recall failed; forwarding without memories", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
-            return None
+            return fitted.payload
         finally:
             self.metrics.recall_duration.observe(time.perf_counter() - started)
         self.metrics.memories_injected.observe(ctx.injected)
         self.metrics.injected_tokens.observe(ctx.injected_tokens)
-        return injected
+        return injected if injected is not None else fitted.payload
 
-    async def _recall(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
+    async def _recall(self, ctx: ChatContext, payload: dict[str, Any], budget: int) -> dict[str, Any] | None:
         identity, rule, service = ctx.identity, ctx.rule, self.service
-        if not isinstance(payload.get("messages"), list) or identity.user is None:
+        if identity.user is None or budget <= 0:
             return None
         entry = await service.hot.get(identity.tenant, identity.user)
         if len(entry) == 0:
-            return None
-        budget = await self._budget(ctx, payload)
-        if budget <= 0:
             return None
         text = query_text(payload)
         ranked: list[tuple[Memory, float]] = []
@@ -73,18 +85,30 @@ class MemoryLayer:
         service.used(identity.tenant, identity.user, packed.memories)
         return with_block(payload, packed)
 
-    @staticmethod
-    async def _budget(ctx: ChatContext, payload: dict[str, Any]) -> int:
-        """The memory budget for this prompt; a long prompt is counted in a thread that stops at its next
-        slice once the recall gives up (its timeout cancels us), so no count outlives its request."""
-        rule = ctx.rule
+    async def _plan(self, ctx: ChatContext, payload: dict[str, Any]) -> Plan:
+        """Size the request (trimming it if it overflows); a long prompt is sized in a thread, which stops at
+        its next slice if this request is cancelled, so no count outlives its request."""
+        window = self.windows.resolve(ctx.model, ctx.rule.context_window)
         if tokens.prompt_tokens(payload, ctx.model, exact=False) <= INLINE_COUNT_BYTES:
-            return tokens.memory_budget(payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
-        stopped = threading.Event()
-        try:
-            return await asyncio.to_thread(tokens.memory_budget, payload, ctx.model, rule.budget_tokens, rule.budget_ratio, stopped.is_set)
-        finally:
-            stopped.set()
+            fitted = plan(payload, ctx.model, ctx.rule, window, ctx.read)
+        else:
+            stopped = threading.Event()
+            try:
+                fitted = await asyncio.to_thread(plan, payload, ctx.model, ctx.rule, window, ctx.read, stopped.is_set)
+            finally:
+                stopped.set()
+        if fitted.outcome != "fits":
+            self.metrics.overflow.labels(fitted.outcome).inc()
+        if fitted.outcome == "trimmed":
+            ctx.trimmed_messages, ctx.trimmed_tokens = fitted.dropped_messages, fitted.dropped_tokens
+            self.metrics.overflow_dropped_messages.inc(fitted.dropped_messages)
+            log.info("trimmed the conversation to fit the context window", extra={
+                "request_id": ctx.request_id, "context_window": window.tokens, "dropped_messages": fitted.dropped_messages,
+                "dropped_tokens": fitted.dropped_tokens, "prompt_tokens": fitted.prompt_tokens})
+        elif fitted.outcome == "unfittable":
+            log.warning("the system messages and latest turn alone overflow the context window; forwarding as is",
+                        extra={"request_id": ctx.request_id, "context_window": window.tokens, "prompt_tokens": fitted.prompt_tokens})
+        return fitted
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         if self.enqueue is None:
