@@ -64,16 +64,31 @@ def extras_piece(payload: dict[str, Any]) -> Piece:
     return Piece(framed, 0, hash(framed), sum(map(len, framed)))
 
 
+class NeedsThread(Exception):
+    """Sizing on the event loop met more new text than it may count or parse there: redo it in a worker thread."""
+
+
 class MessageCounter:
     """Counts pieces exactly, from the cache when it can; at most `exact_chars` of new text per request is
-    counted (the rest at its upper bound), and `stop()` ends counting between slices (CountStopped)."""
+    counted (the rest at its upper bound), and `stop()` ends counting between slices (CountStopped). With
+    `inline_chars` (on the event loop), more new text than that raises NeedsThread instead."""
 
     cache: BoundedCache[tuple[int, bool]] = BoundedCache()  # (encoding, key) -> (tokens, exact)
 
-    def __init__(self, model: str, exact_chars: int = tokens.EXACT_COUNT_MAX_CHARS, stop: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self, model: str, exact_chars: int = tokens.EXACT_COUNT_MAX_CHARS, stop: Callable[[], bool] = lambda: False, inline_chars: int | None = None,
+    ) -> None:
         self.encoding = tokens.encoding_for(model)
         self.left = exact_chars
         self.stop = stop
+        self.inline_left = inline_chars
+
+    def spend(self, chars: int) -> None:
+        """Account for `chars` of new text about to be counted or parsed (NeedsThread past the inline allowance)."""
+        if self.inline_left is not None:
+            if chars > self.inline_left:
+                raise NeedsThread
+            self.inline_left -= chars
 
     def cached(self, piece: Piece) -> int | None:
         found = self.cache.get((self.encoding.name, piece.key))
@@ -85,6 +100,7 @@ class MessageCounter:
             return known
         if piece.chars > self.left and piece.chars <= tokens.EXACT_COUNT_MAX_CHARS:
             return piece.bound  # counted exactly by a later request, which has the room
+        self.spend(min(piece.chars, self.left))
         total, exact = piece.framing, True
         for text in piece.texts:
             for part in tokens.slices(text):

@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 from gateway.memory import tokens
 from gateway.memory.counts import BoundedCache
@@ -47,10 +47,12 @@ class Dropped:
 _parsed: BoundedCache[Parsed] = BoundedCache()
 
 
-def parse(message: Dropped) -> Parsed:
+def parse(message: Dropped, spend: Callable[[int], None] = lambda chars: None) -> Parsed:
+    """The message's sentences and terms; `spend` is told the size of text parsed anew (not cached)."""
     found = _parsed.get(message.key)
     if found is not None:
         return found
+    spend(sum(map(len, message.texts)))
     sentences = []
     for text in message.texts:
         for match in _SENTENCE.finditer(text):
@@ -92,14 +94,16 @@ def _relevant(dropped: Sequence[Dropped], parsed: Sequence[Parsed], query: froze
     return [(-score, -m, s) for score, m, s in scored]
 
 
-def summarize(dropped: Sequence[Dropped], dropped_tokens: int, query: str, budget: int, model: str) -> tuple[str, int]:
+def summarize(
+    dropped: Sequence[Dropped], dropped_tokens: int, query: str, budget: int, model: str, spend: Callable[[int], None] = lambda chars: None,
+) -> tuple[str, int]:
     """The block (text, exact tokens) standing in for `dropped`, within `budget` tokens; ("", 0) if nothing fits."""
     if not dropped or budget <= 0:
         return "", 0
     header = HEADER.format(messages=len(dropped), tokens=dropped_tokens)
     frame = _line_tokens(header + FOOTER, model)
     left = budget - frame
-    parsed = [parse(m) for m in dropped]
+    parsed = [parse(m, spend) for m in dropped]
     picks: dict[tuple[int, int], str] = {}
     candidates = [(m, s) for _, m, s in _relevant(dropped, parsed, frozenset(terms(query)))]
     candidates += [(m, 0) for m in range(len(dropped) - 1, -1, -1) if dropped[m].role == "user" and parsed[m].sentences]

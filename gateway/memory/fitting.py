@@ -15,6 +15,11 @@ from gateway.memory.overflow import Unit, chat_units, choose
 from gateway.memory.windows import Window
 from gateway.rules import RuleSettings
 
+# New text counted exactly per request: enough to fill the window at 8 characters a token (so a conversation
+# that fits is not trimmed on a pessimistic bound), at most 4 M characters (~1-2 s of a worker thread, once
+# per message: counts are cached); what is left over counts at its byte size until a later request counts it.
+EXACT_CHARS_PER_TOKEN = 8
+MAX_EXACT_CHARS = 4_194_304
 ESTIMATED_BYTES_PER_TOKEN = 4  # for reporting dropped messages never counted, when nothing was counted to learn from
 
 
@@ -32,31 +37,36 @@ class Plan:
     summary_tokens: int = 0
 
 
-def plan(payload: dict[str, Any], model: str, rule: RuleSettings, window: Window, read: bool, stop: Callable[[], bool] = lambda: False) -> Plan:
+def plan(
+    payload: dict[str, Any], model: str, rule: RuleSettings, window: Window, read: bool, stop: Callable[[], bool] = lambda: False,
+    inline_chars: int | None = None,
+) -> Plan:
     """Decide for one request; counts exactly only when the free bound cannot decide, and never counts the
-    turns older than a full window (CPU work: run it in a thread for long prompts)."""
+    turns older than a full window. With `inline_chars` (on the event loop) more new text than that raises
+    NeedsThread: run it again in a thread."""
     messages: list[Any] = payload["messages"]
     answer = tokens.completion_reserve(payload)
     limit = window.tokens - (answer or rule.overflow_reserve_tokens)
     pieces = [message_piece(m) for m in messages]
     extras = extras_piece(payload)
-    bound = extras.bound + sum(p.bound for p in pieces)
+    full_budget = rule.budget_tokens if read else 0
     budget_for = (lambda prompt: tokens.memory_room(window.tokens, prompt, answer, rule.budget_tokens, rule.budget_ratio)) if read else (lambda prompt: 0)
-    if bound <= limit and budget_for(bound) == (rule.budget_tokens if read else 0):
-        return Plan(window, "fits", bound, budget_for(bound))
-    counter = MessageCounter(model, stop=stop)
-    units = chat_units(messages)
-    cost = unit_cost(counter, pieces)
+    if extras.chars + sum(p.chars for p in pieces) <= limit:  # else the byte bound (>= chars) cannot decide: skip it
+        bound = extras.bound + sum(p.bound for p in pieces)
+        if bound <= limit and budget_for(bound) == full_budget:
+            return Plan(window, "fits", bound, full_budget)
+    exact_chars = min(MAX_EXACT_CHARS, max(tokens.EXACT_COUNT_MAX_CHARS, EXACT_CHARS_PER_TOKEN * limit))
+    counter = MessageCounter(model, exact_chars, stop=stop, inline_chars=inline_chars)
     total = counter.count(extras)
-    for unit in reversed(units):  # newest first: past the limit the rest need no count
-        total += cost(unit)
+    for piece in reversed(pieces):  # newest first: past the limit the rest need no count
+        total += counter.count(piece)
         if total > limit:
             break
     else:
         return Plan(window, "fits", total, budget_for(total))
     if rule.overflow != "fit":
         return Plan(window, "over", total, 0)
-    return _trim(payload, model, rule, window, read, units, pieces, counter, limit)
+    return _trim(payload, model, rule, window, read, chat_units(messages), pieces, counter, limit)
 
 
 def unit_cost(counter: MessageCounter, pieces: list[Piece]) -> Callable[[Unit], int]:
@@ -88,7 +98,7 @@ def _trim(
     # The block joins the first system message (after a separator) or becomes one, with its framing.
     overhead = tokens.count(SEPARATOR, model) if appending else (0 if _has_system(kept_payload) else tokens.PER_MESSAGE_TOKENS)
     summary_budget = min(rule.overflow_summary_tokens, limit - memory_room - prompt - overhead)
-    text, used = summarize(dropped, dropped_tokens, latest_user_text(messages), summary_budget, model)
+    text, used = summarize(dropped, dropped_tokens, latest_user_text(messages), summary_budget, model, counter.spend)
     if text:
         kept_payload = with_block(kept_payload, Packed([], (SEPARATOR if appending else "") + text, used))
         prompt += used + overhead

@@ -9,7 +9,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from gateway.exchange import ChatContext, Reply
-from gateway.memory import tokens
+from gateway.memory.counts import NeedsThread
 from gateway.memory.fitting import Plan, plan
 from gateway.memory.inject import appends_to_text, pack, with_block
 from gateway.memory.recall import Query, core_profile, query_text, rank
@@ -20,8 +20,8 @@ from gateway.metrics import Metrics
 
 log = logging.getLogger("memgate.memory")
 
-# Past this many prompt bytes an exact token count may take a millisecond: do it in a thread.
-INLINE_COUNT_BYTES = 4_096
+# Past this much new (uncached) prompt text, counting it may take a millisecond: do it in a thread.
+INLINE_COUNT_CHARS = 4_096
 
 
 class MemoryLayer:
@@ -86,12 +86,12 @@ class MemoryLayer:
         return with_block(payload, packed)
 
     async def _plan(self, ctx: ChatContext, payload: dict[str, Any]) -> Plan:
-        """Size the request (trimming it if it overflows); a long prompt is sized in a thread, which stops at
-        its next slice if this request is cancelled, so no count outlives its request."""
+        """Size the request (trimming it if it overflows) on the event loop while that needs only cached counts
+        and a little new text; else in a thread, which stops at its next slice if this request is cancelled."""
         window = self.windows.resolve(ctx.model, ctx.rule.context_window)
-        if tokens.prompt_tokens(payload, ctx.model, exact=False) <= INLINE_COUNT_BYTES:
-            fitted = plan(payload, ctx.model, ctx.rule, window, ctx.read)
-        else:
+        try:
+            fitted = plan(payload, ctx.model, ctx.rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS)
+        except NeedsThread:
             stopped = threading.Event()
             try:
                 fitted = await asyncio.to_thread(plan, payload, ctx.model, ctx.rule, window, ctx.read, stopped.is_set)
