@@ -36,6 +36,7 @@ class RuleSettings:
     overflow: str = "fit"  # "fit": trim a conversation longer than the window; "off": forward it unchanged
     overflow_reserve_tokens: int = 1024  # kept for the answer when the request sets no max_tokens
     overflow_summary_tokens: int = 1024  # at most this much of a trimmed request stands in for its dropped turns
+    summary_every_turns: int = 0  # rewrite the session's summary memory every this many user turns (0: no summaries)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ RULE_FIELDS = {
     "overflow": "`fit`: a conversation longer than the window is trimmed to fit; `off`: forwarded unchanged",
     "overflow_reserve_tokens": "tokens kept free for the answer when the request sets no `max_tokens`/`max_completion_tokens`",
     "overflow_summary_tokens": "at most this many tokens of excerpts stand in for the turns a trimmed request leaves out",
+    "summary_every_turns": "rewrite the session's summary memory (kind `summary`) every this many user turns, off the request path (0: no summaries)",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

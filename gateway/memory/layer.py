@@ -13,8 +13,9 @@ from gateway.memory.counts import NeedsThread
 from gateway.memory.fitting import Plan, plan
 from gateway.memory.inject import appends_to_text, pack, with_block
 from gateway.memory.recall import Query, core_profile, query_text, rank
-from gateway.memory.records import Memory
+from gateway.memory.records import SUMMARY_KIND, Memory
 from gateway.memory.service import MemoryService
+from gateway.memory.sessions import due, previous_summary, session_of, summarize, summary_id, user_texts
 from gateway.memory.windows import Windows
 from gateway.metrics import Metrics
 
@@ -33,6 +34,7 @@ class MemoryLayer:
         self.metrics = metrics
         self.enqueue = enqueue
         self.windows = Windows(metrics.unknown_model.inc)
+        self._summaries: set[asyncio.Task[None]] = set()  # session summaries being written (referenced until done)
 
     async def recall_into(self, ctx: ChatContext, payload: dict[str, Any]) -> dict[str, Any] | None:
         if not isinstance(payload.get("messages"), list):
@@ -49,7 +51,8 @@ class MemoryLayer:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
-                injected = await self._recall(ctx, fitted.payload or payload, fitted.memory_budget)
+                session = session_of(ctx.identity.session, payload["messages"])  # of the whole conversation, not the trimmed one
+                injected = await self._recall(ctx, fitted.payload or payload, fitted.memory_budget, session)
         except TimeoutError:
             ctx.memory_status = "timeout"
             self.metrics.recall_timeouts.inc()
@@ -64,7 +67,7 @@ class MemoryLayer:
         self.metrics.injected_tokens.observe(ctx.injected_tokens)
         return injected if injected is not None else fitted.payload
 
-    async def _recall(self, ctx: ChatContext, payload: dict[str, Any], budget: int) -> dict[str, Any] | None:
+    async def _recall(self, ctx: ChatContext, payload: dict[str, Any], budget: int, session: str) -> dict[str, Any] | None:
         identity, rule, service = ctx.identity, ctx.rule, self.service
         if identity.user is None or budget <= 0:
             return None
@@ -76,7 +79,11 @@ class MemoryLayer:
         if text:
             query = Query.of(text, (await service.embedder.embed([text]))[0])
             ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
+            ranked = [(m, score) for m, score in ranked if m.kind != SUMMARY_KIND]  # only the previous session's, below
         core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
+        last = previous_summary(entry.memories, identity.agent, session)
+        if last is not None:  # "last time: ..." opens the core profile
+            core = [last, *(m for m in core if m.id != last.id)]
         packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appends_to_text(payload))
         if not packed.memories:
             return None
@@ -111,6 +118,11 @@ class MemoryLayer:
         return fitted
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
+        messages = payload.get("messages")
+        if ctx.identity.user is not None and isinstance(messages, list) and due(messages, ctx.rule.summary_every_turns):
+            task = asyncio.create_task(self._rewrite_summary(ctx, session_of(ctx.identity.session, messages), user_texts(messages), time.time()))
+            self._summaries.add(task)
+            task.add_done_callback(self._summaries.discard)
         if self.enqueue is None:
             return
         try:
@@ -118,3 +130,22 @@ class MemoryLayer:
         except Exception:
             log.warning("could not enqueue the exchange for extraction", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
+
+    async def _rewrite_summary(self, ctx: ChatContext, session: str, texts: list[str], learned: float) -> None:
+        """Write or rewrite the session's summary memory, off the request path; dropped if the user is forgotten meanwhile."""
+        identity, service = ctx.identity, self.service
+        assert identity.user is not None
+        try:
+            text = await asyncio.to_thread(summarize, texts)
+            if not text:
+                return
+            mid = summary_id(identity.tenant, identity.user, identity.agent, session)
+            current = await service.store.get(identity.tenant, identity.user, mid)
+            if current is None:
+                summary = Memory(id=mid, tenant=identity.tenant, user_id=identity.user, text=text, kind=SUMMARY_KIND, agent_id=identity.agent,
+                                 session_id=session, source_request_id=ctx.request_id)
+                await service.write([summary], "summary", learned={(identity.tenant, identity.user): learned})
+            elif current.text != text:
+                await service.update(identity.tenant, identity.user, mid, text=text, cause="summary", learned=learned)
+        except Exception:
+            log.warning("could not write the session summary", extra={"request_id": ctx.request_id}, exc_info=True)
