@@ -118,7 +118,7 @@ def main() -> int:
         procs.append(bare)
         (work / "rules").mkdir()
         (work / "rules" / "windows.toml").write_text(RULES)
-        gateway = Gateway(upstream, work / "data", rules=work / "rules", log_level="warning").start()
+        gateway = Gateway(upstream, work / "data", rules=work / "rules", log_level="warning").start(timeout=180)
         for text in ("I prefer aisle seats", "My manager is Priya", "I live in Lisbon"):
             add_memory(gateway, KEY, USER, text, pinned=True)
         targets = {"direct": f"{upstream}/chat/completions", "bare proxy": f"http://127.0.0.1:{bare_port}/v1/chat/completions",

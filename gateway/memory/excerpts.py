@@ -22,16 +22,9 @@ SENTENCE_CHARS = 300  # a longer sentence is cut into pieces of this size
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")  # a run of non-terminators, then its terminators: linear
 
 
-@dataclass(frozen=True)
-class Sentence:
-    text: str
-    terms: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Parsed:
-    sentences: tuple[Sentence, ...]
-    terms: frozenset[str]
+# A message's sentences and, per term, a bitmask of the sentences holding it. Plain tuples, strings, ints and
+# a dict of them: the garbage collector stops tracking such objects, so a big cache costs no collection time.
+Parsed = tuple[tuple[str, ...], dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -53,15 +46,19 @@ def parse(message: Dropped, spend: Callable[[int], None] = lambda chars: None) -
     if found is not None:
         return found
     spend(sum(map(len, message.texts)))
-    sentences = []
+    sentences: list[str] = []
+    index: dict[str, int] = {}
     for text in message.texts:
         for match in SENTENCE.finditer(text):
             sentence = match.group().strip()
             for start in range(0, len(sentence), SENTENCE_CHARS):
                 piece = sentence[start:start + SENTENCE_CHARS]
                 if len(piece) > 1:
-                    sentences.append(Sentence(piece, frozenset(terms(piece))))
-    parsed = Parsed(tuple(sentences), frozenset().union(*(s.terms for s in sentences)))
+                    bit = 1 << len(sentences)
+                    sentences.append(piece)
+                    for term in set(terms(piece)):
+                        index[term] = index.get(term, 0) | bit
+    parsed = (tuple(sentences), index)
     _parsed.put(message.key, parsed)
     return parsed
 
@@ -76,22 +73,25 @@ def _line_tokens(line: str, model: str) -> int:
     return tokens.count(line, model)
 
 
-def _relevant(dropped: Sequence[Dropped], parsed: Sequence[Parsed], query: frozenset[str]) -> list[tuple[float, int, int]]:
-    """(score, message, sentence) for sentences sharing a term with the query, best first; terms rare among the
-    left-out messages weigh more (IDF)."""
-    n = len(dropped)
-    frequency = {t: sum(1 for p in parsed if t in p.terms) for t in query}
+def _relevant(parsed: Sequence[Parsed], query: frozenset[str]) -> list[tuple[float, int, int]]:
+    """(score, message, sentence) for sentences sharing a term with the query, best first, then the newest;
+    terms rare among the left-out messages weigh more (IDF)."""
+    n = len(parsed)
+    frequency = {t: sum(1 for _, index in parsed if t in index) for t in query}
     weight = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in frequency.items() if df}
     scored = []
-    for m, p in enumerate(parsed):
-        if not weight.keys() & p.terms:
-            continue
-        for s, sentence in enumerate(p.sentences):
-            score = sum(weight.get(t, 0.0) for t in sentence.terms & query)
-            if score > 0:
-                scored.append((-score, -m, s))  # best first, then the newest
+    for m, (_, index) in enumerate(parsed):
+        scores: dict[int, float] = {}
+        for term, w in weight.items():
+            mask = index.get(term, 0)
+            while mask:
+                low = mask & -mask
+                sentence = low.bit_length() - 1
+                scores[sentence] = scores.get(sentence, 0.0) + w
+                mask ^= low
+        scored.extend((-score, -m, sentence) for sentence, score in scores.items())
     scored.sort()
-    return [(-score, -m, s) for score, m, s in scored]
+    return [(-score, -m, sentence) for score, m, sentence in scored]
 
 
 def summarize(
@@ -105,14 +105,14 @@ def summarize(
     left = budget - frame
     parsed = [parse(m, spend) for m in dropped]
     picks: dict[tuple[int, int], str] = {}
-    candidates = [(m, s) for _, m, s in _relevant(dropped, parsed, frozenset(terms(query)))]
-    candidates += [(m, 0) for m in range(len(dropped) - 1, -1, -1) if dropped[m].role == "user" and parsed[m].sentences]
+    candidates = [(m, s) for _, m, s in _relevant(parsed, frozenset(terms(query)))]
+    candidates += [(m, 0) for m in range(len(dropped) - 1, -1, -1) if dropped[m].role == "user" and parsed[m][0]]
     for m, s in candidates:
         if left <= 0:
             break
         if (m, s) in picks:
             continue
-        line = _line(dropped[m].index, dropped[m].role, parsed[m].sentences[s].text)
+        line = _line(dropped[m].index, dropped[m].role, parsed[m][0][s])
         cost = _line_tokens(line, model)
         if cost <= left:
             picks[(m, s)] = line
