@@ -23,6 +23,8 @@ log = logging.getLogger("memgate.memory")
 
 # Past this much new (uncached) prompt text, counting it may take a millisecond: do it in a thread.
 INLINE_COUNT_CHARS = 4_096
+# Sizing walks every message even when their counts are cached (~2 us each): past this many, in a thread too.
+INLINE_MESSAGES = 1_024
 
 
 class MemoryLayer:
@@ -97,6 +99,8 @@ class MemoryLayer:
         and a little new text; else in a thread, which stops at its next slice if this request is cancelled."""
         window = self.windows.resolve(ctx.model, ctx.rule.context_window)
         try:
+            if len(payload["messages"]) > INLINE_MESSAGES:
+                raise NeedsThread
             fitted = plan(payload, ctx.model, ctx.rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS)
         except NeedsThread:
             stopped = threading.Event()
