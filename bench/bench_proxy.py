@@ -89,6 +89,7 @@ http {{
     access_log off;
     keepalive_timeout 65;
     keepalive_requests 10000000;
+    client_max_body_size 64m;  # bench_long_prompt.py posts million-token bodies
     client_body_temp_path {temp['client_body']};
     proxy_temp_path {temp['proxy']};
     fastcgi_temp_path {temp['fastcgi']};

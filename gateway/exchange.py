@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from gateway.identity import Identity
 from gateway.rules import RuleSettings
@@ -29,6 +29,8 @@ class ChatContext:
     injected: int = 0
     injected_tokens: int = 0
     trace_parent: str = ""  # W3C traceparent of the request's span when tracing is on: its extraction job links to it
+    trimmed_messages: int = 0  # messages left out to fit the context window (overflow = "fit")
+    trimmed_tokens: int = 0
 
 
 @dataclass
@@ -43,9 +45,11 @@ class Reply:
 class MemoryLayer(Protocol):
     """What the proxy asks of memory. Both calls fail open: they never raise into the request."""
 
-    async def recall_block(self, ctx: ChatContext, payload: dict[str, Any], appending: bool) -> str | None:
-        """The memory block for a chat-shaped payload (led by the separator when `appending` to existing
-        system text), or None to forward the request unchanged."""
+    async def recall_block(
+        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trim: bool
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Size the chat-shaped `view` against the model's context window (trimmed when `trim` and it overflows), then
+        the memory block for it, led by the separator when `appends(trimmed view or None)`: (trimmed view or None, block or None)."""
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         """Durably enqueue the exchange for extraction."""

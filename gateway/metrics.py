@@ -29,6 +29,8 @@ KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLA
 # The llm extractor's answers that failed or needed repair (gateway/extraction/llm.py).
 LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left")
 APIS = ("chat", "responses", "messages")  # the `api` label: chat completions, OpenAI Responses, Anthropic Messages
+# trimmed: made to fit; unfittable: system + latest turn alone overflow, sent as is; over: overflow "off", sent as is
+OVERFLOW_OUTCOMES = ("trimmed", "unfittable", "over")
 
 
 class Metrics:
@@ -86,6 +88,12 @@ class Metrics:
         self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r)
         self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r)
 
+        # Context windows and overflow.
+        self.unknown_model = Counter(
+            "memgate_context_window_unknown_model", "Chat requests whose model the context-window table does not know (the default window was used)", registry=r
+        )
+        self.overflow = Counter("memgate_overflow", "Chat requests longer than their context window, by outcome", ["outcome"], registry=r)
+        self.overflow_dropped_messages = Counter("memgate_overflow_dropped_messages", "Messages left out of trimmed requests", registry=r)
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
             (self.rules_reloads, RULES_RELOAD_OUTCOMES),
@@ -94,6 +102,7 @@ class Metrics:
             (self.memories_written, MEMORY_WRITE_ACTIONS),
             (self.hygiene_removed, HYGIENE_REASONS),
             (self.llm_extraction_problems, LLM_PROBLEM_REASONS),
+            (self.overflow, OVERFLOW_OUTCOMES),
         ):
             for value in values:
                 counter.labels(value)

@@ -35,6 +35,12 @@ class RuleSettings:
     placement: str = "system"  # "system": in the system prompt; "tail": right before the latest user turn (prompt caches stay warm)
     critical: tuple[str, ...] = ("health", "identity", "contact", "pinned")  # changes to these wait for the user's confirmation
 
+    context_window: int = 0  # 0 = the built-in table (gateway/memory/context_windows.toml), else its default
+    overflow: str = "fit"  # "fit": trim a conversation longer than the window; "off": forward it unchanged
+    overflow_reserve_tokens: int = 1024  # kept for the answer when the request sets no max_tokens
+    overflow_summary_tokens: int = 1024  # at most this much of a trimmed request stands in for its dropped turns
+    summary_every_turns: int = 0  # rewrite the session's summary memory every this many user turns (0: no summaries)
+
 
 CRITICAL_CATEGORIES = ("health", "identity", "contact", "pinned")  # what a rule's `critical` may list
 
@@ -130,6 +136,8 @@ def _check_setting(where: str, key: str, value: Any) -> Any:
         raise RulesError(f"{where}: field 'placement' must be 'system' or 'tail'")
     if key == "template" and value not in ("default", "compact"):
         raise RulesError(f"{where}: field 'template' must be 'default' or 'compact'")
+    if key == "overflow" and value not in ("fit", "off"):
+        raise RulesError(f"{where}: field 'overflow' must be 'fit' or 'off'")
     return value
 
 

@@ -146,6 +146,13 @@ MEMORY = [
               "repaired or truncated JSON, upstream errors); the newest are in GET /admin/v1/queue.",
               [(rate("memgate_extraction_llm_problems_total", "reason"), "{{reason}}")], "ops", width=24),
     ]),
+    Row("Context windows", [
+        Panel("Overflowing conversations", "Chat requests longer than their context window per second, by outcome (trimmed: made to fit; "
+              "unfittable: system and latest turn alone overflow, sent as is; over: overflow off, sent as is), and messages left out per second.",
+              [(rate("memgate_overflow_total", "outcome"), "{{outcome}}"), (rate("memgate_overflow_dropped_messages_total"), "messages dropped")], "ops"),
+        Panel("Unknown models", "Chat requests whose model the context-window table does not know, sized with the 8,192-token default: "
+              "give such models a rule with context_window.", [(rate("memgate_context_window_unknown_model_total"), "unknown model")], "reqps"),
+    ]),
     Row("Hygiene", [
         Panel("Hygiene removed", "Memories removed by the hygiene job per hour, by reason (ttl, unused, cap).",
               [("sum by (reason) (increase(memgate_hygiene_removed_total[1h]))", "{{reason}}")], width=24),

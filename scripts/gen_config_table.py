@@ -45,6 +45,11 @@ RULE_FIELDS = {
     "max_memories": "per-user cap for users matched here (0: `--max-memories-per-user`)",
     "placement": "where the memory block goes: `system` (end of the system prompt / `instructions` / `system`) or `tail` (right before the latest user turn, so the prompt's prefix stays byte-identical and provider prompt caches stay warm; see Placement)",
     "critical": "what a new statement may not silently change: any of `health` (allergies, conditions, medication), `identity` (names, birthday, pronouns), `contact` (email, phone, address), `pinned` (pinned memories); such a change waits for the user to confirm it (see [Ranking](#ranking))",
+    "context_window": "the model's context window in tokens (0: the built-in table, else 8192; see Long conversations)",
+    "overflow": "`fit`: a conversation longer than the window is trimmed to fit; `off`: forwarded unchanged",
+    "overflow_reserve_tokens": "tokens kept free for the answer when the request sets no `max_tokens`/`max_completion_tokens`",
+    "overflow_summary_tokens": "at most this many tokens of excerpts stand in for the turns a trimmed request leaves out",
+    "summary_every_turns": "rewrite the session's summary memory (kind `summary`) every this many user turns, off the request path (0: no summaries)",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

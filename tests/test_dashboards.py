@@ -167,6 +167,7 @@ QUIET_METRICS = {
     "memgate_memories_flagged_total", "memgate_extraction_job_messages_cut_total", "memgate_extraction_dead_letters_purged_total",
     "memgate_hygiene_removed_total", "memgate_requests_in_flight", "process_start_time_seconds", "memgate_rules_reloads_total",
     "memgate_extraction_llm_problems_total",  # the module's gateway runs the heuristic extractor
+    "memgate_overflow_total", "memgate_overflow_dropped_messages_total",
 }
 
 

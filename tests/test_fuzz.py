@@ -303,7 +303,8 @@ def test_deeply_nested_content_with_memory_on_is_served_or_refused_never_a_500(g
 def test_ten_thousand_messages_with_memory_on_are_served_and_learned_from_once(gateway: Gateway, upstream: FakeUpstream, owned: dict[str, str]) -> None:
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} about bees"} for i in range(10_000)]
     turns.append({"role": "user", "content": "My hive is called Hive Ten Thousand."})
-    response = memory_chat(gateway, json.dumps({"model": "m", "messages": turns}).encode(), user="fuzz-many")
+    # A 1M-token window: the ~100k tokens fit, so all 10,001 messages go upstream (an 8k model's would be trimmed to fit).
+    response = memory_chat(gateway, json.dumps({"model": "gpt-4.1", "messages": turns}).encode(), user="fuzz-many")
     assert response.status_code == 200 and response.headers["x-memory-status"] == "ok"
     assert len(upstream.chat_requests()[-1].json()["messages"]) == 10_001
     with gateway.admin() as admin:

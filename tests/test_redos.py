@@ -23,7 +23,7 @@ import pytest
 
 import gateway
 from gateway.extraction import statements
-from gateway.memory import inject, keywords, tokens
+from gateway.memory import excerpts, inject, keywords, sessions, tokens
 from gateway.extraction.base import Message
 from gateway.extraction.heuristic import extract_statements
 from gateway.extraction.jobs import MAX_TEXT
@@ -123,6 +123,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "injection quoting": inject.quoted,
     "token count": tokens.count,
     "recall query": lambda text: query_text({"messages": [{"role": "user", "content": text}]}),
+    "overflow excerpts": lambda text: excerpts.parse(excerpts.Dropped(0, "user", (text,), hash(text) ^ time.perf_counter_ns())),  # never cached
+    "session summary": lambda text: sessions.summarize([text]),
 }
 
 

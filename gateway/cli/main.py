@@ -59,7 +59,10 @@ def cmd_rules_explain(args: argparse.Namespace) -> int:
     name, rule = ruleset.select(facts)
     from dataclasses import asdict
 
-    print(json.dumps({"rule": name, "settings": asdict(rule)}, indent=2))
+    from gateway.memory.windows import resolve
+
+    window = resolve(args.model, rule.context_window).describe()
+    print(json.dumps({"rule": name, "settings": asdict(rule), "context_window": window}, indent=2))
     return 0
 
 

@@ -3,68 +3,92 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
 from typing import Any, Awaitable, Callable
 
 from gateway.exchange import ChatContext, Reply
-from gateway.memory import tokens
+from gateway.memory.counts import NeedsThread
+from gateway.memory.fitting import Plan, plan
 from gateway.memory.inject import pack
 from gateway.memory.recall import Query, core_profile, query_text, rank
-from gateway.memory.records import Memory
+from gateway.memory.records import SUMMARY_KIND, Memory
 from gateway.memory.service import MemoryService
+from gateway.memory.sessions import due, previous_summary, session_of, summarize, summary_id, user_texts
+from gateway.memory.windows import Windows
 from gateway.metrics import Metrics
 
 log = logging.getLogger("memgate.memory")
 
-# Past this many prompt bytes an exact token count may take a millisecond: do it in a thread.
-INLINE_COUNT_BYTES = 4_096
+# Past this much new (uncached) prompt text, counting it may take a millisecond: do it in a thread.
+INLINE_COUNT_CHARS = 4_096
+# Sizing walks every message even when their counts are cached (~2 us each): past this many, in a thread too.
+INLINE_MESSAGES = 1_024
 
 
 class MemoryLayer:
-    """What the proxy calls: recall and inject before forwarding; capture (the extraction hook) after."""
+    """What the proxy calls: fit the request to its context window and inject memories before forwarding;
+    capture (the extraction hook) after."""
 
     def __init__(self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None) -> None:
         self.service = service
         self.metrics = metrics
         self.enqueue = enqueue
+        self.windows = Windows(metrics.unknown_model.inc)
+        self._summaries: set[asyncio.Task[None]] = set()  # session summaries being written (referenced until done)
 
-    async def recall_block(self, ctx: ChatContext, payload: dict[str, Any], appending: bool) -> str | None:
+    async def recall_block(
+        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trim: bool
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        if not isinstance(view.get("messages"), list):
+            return None, None
+        try:
+            fitted = await self._plan(ctx, view, trim)
+        except Exception:
+            log.warning("could not size the request against its context window; forwarding it as is", extra={"request_id": ctx.request_id}, exc_info=True)
+            if ctx.read:
+                ctx.memory_status = "degraded"
+            return None, None
+        if not ctx.read:
+            return fitted.payload, None
         started = time.perf_counter()
         try:
             async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
-                injected = await self._recall(ctx, payload, appending)
+                session = session_of(ctx.identity.session, view["messages"])  # of the whole conversation, not the trimmed one
+                block = await self._recall(ctx, fitted.payload or view, appends(fitted.payload), fitted.memory_budget, session)
         except TimeoutError:
             ctx.memory_status = "timeout"
             self.metrics.recall_timeouts.labels(ctx.api).inc()
-            return None
+            return fitted.payload, None
         except Exception:
             log.warning("recall failed; forwarding without memories", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
-            return None
+            return fitted.payload, None
         finally:
             self.metrics.recall_duration.labels(ctx.api).observe(time.perf_counter() - started)
         self.metrics.memories_injected.labels(ctx.api).observe(ctx.injected)
         self.metrics.injected_tokens.labels(ctx.api).observe(ctx.injected_tokens)
-        return injected
+        return fitted.payload, block
 
-    async def _recall(self, ctx: ChatContext, payload: dict[str, Any], appending: bool) -> str | None:
+    async def _recall(self, ctx: ChatContext, payload: dict[str, Any], appending: bool, budget: int, session: str) -> str | None:
         identity, rule, service = ctx.identity, ctx.rule, self.service
-        if not isinstance(payload.get("messages"), list) or identity.user is None:
+        if identity.user is None or budget <= 0:
             return None
         entry = await service.hot.get(identity.tenant, identity.user)
         if len(entry) == 0:
-            return None
-        budget = await self._budget(ctx, payload)
-        if budget <= 0:
             return None
         text = query_text(payload)
         ranked: list[tuple[Memory, float]] = []
         if text:
             query = Query.of(text, (await service.embedder.embed([text]))[0])
             ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
+            ranked = [(m, score) for m, score in ranked if m.kind != SUMMARY_KIND]  # only the previous session's, below
         core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
+        last = previous_summary(entry.memories, identity.agent, session)
+        if last is not None:  # "last time: ..." opens the core profile
+            core = [last, *(m for m in core if m.id != last.id)]
         packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appending,
                       entry.confirmations(identity.agent))
         if not packed.memories and not packed.confirmations:
@@ -76,20 +100,40 @@ class MemoryLayer:
         service.used(identity.tenant, identity.user, packed.memories)
         return packed.text
 
-    @staticmethod
-    async def _budget(ctx: ChatContext, payload: dict[str, Any]) -> int:
-        """The memory budget for this prompt; a long prompt is counted in a thread that stops at its next
-        slice once the recall gives up (its timeout cancels us), so no count outlives its request."""
-        rule = ctx.rule
-        if tokens.prompt_tokens(payload, ctx.model, exact=False) <= INLINE_COUNT_BYTES:
-            return tokens.memory_budget(payload, ctx.model, rule.budget_tokens, rule.budget_ratio)
-        stopped = threading.Event()
+    async def _plan(self, ctx: ChatContext, payload: dict[str, Any], trim: bool) -> Plan:
+        """Size the request (trimming it if it overflows and `trim`) on the event loop while that needs only cached
+        counts and a little new text; else in a thread, which stops at its next slice if this request is cancelled."""
+        window = self.windows.resolve(ctx.model, ctx.rule.context_window)
+        rule = ctx.rule if trim else dataclasses.replace(ctx.rule, overflow="off")
         try:
-            return await asyncio.to_thread(tokens.memory_budget, payload, ctx.model, rule.budget_tokens, rule.budget_ratio, stopped.is_set)
-        finally:
-            stopped.set()
+            if len(payload["messages"]) > INLINE_MESSAGES:
+                raise NeedsThread
+            fitted = plan(payload, ctx.model, rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS)
+        except NeedsThread:
+            stopped = threading.Event()
+            try:
+                fitted = await asyncio.to_thread(plan, payload, ctx.model, rule, window, ctx.read, stopped.is_set)
+            finally:
+                stopped.set()
+        if fitted.outcome != "fits":
+            self.metrics.overflow.labels(fitted.outcome).inc()
+        if fitted.outcome == "trimmed":
+            ctx.trimmed_messages, ctx.trimmed_tokens = fitted.dropped_messages, fitted.dropped_tokens
+            self.metrics.overflow_dropped_messages.inc(fitted.dropped_messages)
+            log.info("trimmed the conversation to fit the context window", extra={
+                "request_id": ctx.request_id, "context_window": window.tokens, "dropped_messages": fitted.dropped_messages,
+                "dropped_tokens": fitted.dropped_tokens, "prompt_tokens": fitted.prompt_tokens})
+        elif fitted.outcome == "unfittable":
+            log.warning("the system messages and latest turn alone overflow the context window; forwarding as is",
+                        extra={"request_id": ctx.request_id, "context_window": window.tokens, "prompt_tokens": fitted.prompt_tokens})
+        return fitted
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
+        messages = payload.get("messages")
+        if ctx.identity.user is not None and isinstance(messages, list) and due(messages, ctx.rule.summary_every_turns):
+            task = asyncio.create_task(self._rewrite_summary(ctx, session_of(ctx.identity.session, messages), user_texts(messages), time.time()))
+            self._summaries.add(task)
+            task.add_done_callback(self._summaries.discard)
         if self.enqueue is None:
             return
         try:
@@ -97,3 +141,22 @@ class MemoryLayer:
         except Exception:
             log.warning("could not enqueue the exchange for extraction", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
+
+    async def _rewrite_summary(self, ctx: ChatContext, session: str, texts: list[str], learned: float) -> None:
+        """Write or rewrite the session's summary memory, off the request path; dropped if the user is forgotten meanwhile."""
+        identity, service = ctx.identity, self.service
+        assert identity.user is not None
+        try:
+            text = await asyncio.to_thread(summarize, texts)
+            if not text:
+                return
+            mid = summary_id(identity.tenant, identity.user, identity.agent, session)
+            current = await service.store.get(identity.tenant, identity.user, mid)
+            if current is None:
+                summary = Memory(id=mid, tenant=identity.tenant, user_id=identity.user, text=text, kind=SUMMARY_KIND, agent_id=identity.agent,
+                                 session_id=session, source_request_id=ctx.request_id)
+                await service.write([summary], "summary", learned={(identity.tenant, identity.user): learned})
+            elif current.text != text:
+                await service.update(identity.tenant, identity.user, mid, text=text, cause="summary", learned=learned)
+        except Exception:
+            log.warning("could not write the session summary", extra={"request_id": ctx.request_id}, exc_info=True)

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-KINDS = ("fact", "preference", "decision", "goal", "event", "note")
+KINDS = ("fact", "preference", "decision", "goal", "event", "note")  # what extractors may learn
+SUMMARY_KIND = "summary"  # a session's running summary (gateway/memory/sessions.py), never extracted
+STORED_KINDS = (*KINDS, SUMMARY_KIND)
 META_EMBEDDER = b"memgate.embedder"
 META_DIM = b"memgate.dim"
 
@@ -119,4 +121,4 @@ def to_arrow(memories: list[Memory], schema: pa.Schema, dim: int) -> pa.Table:
     return pa.table([arrays[n] for n in schema.names], schema=schema)
 
 
-__all__ = ["KINDS", "COLUMNS", "Memory", "StoreMismatch", "schema", "rows_to_memories", "to_arrow", "cursor_encode", "cursor_decode"]
+__all__ = ["KINDS", "SUMMARY_KIND", "STORED_KINDS", "COLUMNS", "Memory", "StoreMismatch", "schema", "rows_to_memories", "to_arrow", "cursor_encode", "cursor_decode"]

@@ -18,7 +18,7 @@ from gateway.memory.hot import HotTier
 from gateway.memory.poisoning import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.metrics import Metrics
 from gateway.memory.recall import Query, rank
-from gateway.memory.records import KINDS, Memory
+from gateway.memory.records import STORED_KINDS, Memory
 from gateway.memory.store import MemoryStore
 from gateway.memory.tombstones import Tombstones
 from gateway.memory.userlocks import Key, UserLocks
@@ -122,7 +122,7 @@ class MemoryService:
             for m, vector in zip(missing, await self.embedder.embed([m.text for m in missing])):
                 m.vector = vector
         for m in memories:
-            if m.kind not in KINDS:
+            if m.kind not in STORED_KINDS:
                 raise ValueError(f"unknown memory kind {m.kind!r}")
         facts = await asyncio.to_thread(text_facts, [m.text for m in memories])
         for m, (count, instruction) in zip(memories, facts):
@@ -172,7 +172,7 @@ class MemoryService:
             return None
         changes: dict[str, Any] = {"updated_at": time.time()}
         if kind is not None:
-            if kind not in KINDS:
+            if kind not in STORED_KINDS:
                 raise ValueError(f"unknown memory kind {kind!r}")
             changes["kind"] = kind
         if pinned is not None:

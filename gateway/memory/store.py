@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
 from gateway.memory.confirmations import PREFIX as PENDING
-from gateway.memory.records import COLUMNS, KINDS, META_DIM, META_EMBEDDER, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
+from gateway.memory.records import COLUMNS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from gateway.memory.scopes import ScopeDirectory
 
 # Past this many unseen commits, assume some were another replica's rather than checking each.
@@ -175,7 +175,7 @@ class MemoryStore:
             return []
         by_scope: dict[tuple[str, str], list[str]] = {}
         for m in memories:
-            if m.kind not in KINDS:
+            if m.kind not in STORED_KINDS:
                 raise ValueError(f"unknown memory kind {m.kind!r}")
             by_scope.setdefault((m.tenant, m.user_id), []).append(m.id)
         # One query for the whole batch (none for users with no rows yet); every clause is scoped to its own tenant and user.

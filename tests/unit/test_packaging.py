@@ -4,6 +4,7 @@ the base dependencies cover everything the gateway imports outside the [local] e
 from __future__ import annotations
 
 import ast
+import fnmatch
 import importlib
 import importlib.metadata
 import re
@@ -108,3 +109,17 @@ def test_the_wheel_carries_the_shipped_embedding_model(tmp_path: Path) -> None:
         requires = [line for line in wheel.read(next(n for n in wheel.namelist() if n.endswith("METADATA"))).decode().splitlines()
                     if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert any("tokenizers" in line for line in requires) and not any(("torch" in line or "model2vec" in line) for line in requires)
+def test_every_data_file_under_gateway_is_declared_package_data() -> None:
+    declared = PYPROJECT["tool"]["setuptools"]["package-data"]
+    data = [p for p in (ROOT / "gateway").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert any(p.name == "context_windows.toml" for p in data), "the context-window table should be found"
+
+    def covered(path: Path) -> bool:
+        for package, patterns in declared.items():
+            base = ROOT.joinpath(*package.split("."))
+            if base in path.parents and any(fnmatch.fnmatch(path.relative_to(base).as_posix(), pattern) for pattern in patterns):
+                return True
+        return False
+
+    for path in data:
+        assert covered(path), f"{path.relative_to(ROOT)} would be missing from a plain install"

@@ -90,7 +90,7 @@ def test_completion_reserve_ignores_unusable_values(value: object) -> None:
 @pytest.mark.parametrize("model,window", [
     ("gpt-4o", 128_000), ("gpt-4o-mini", 128_000), ("GPT-4O", 128_000), ("openai/gpt-4o", 128_000), ("gpt-4", 8_192),
     ("gpt-4-turbo-preview", 128_000), ("gpt-4.1-mini", 1_047_576), ("gpt-3.5-turbo", 16_385), ("o3-mini", 200_000),
-    ("llama-3.1-70b", 128_000), ("llama-3-8b", 8_192), ("claude-3-5-sonnet", 200_000), ("", DEFAULT_CONTEXT_WINDOW),
+    ("llama-3.1-70b", 131_072), ("llama-3-8b", 8_192), ("claude-3-5-sonnet", 200_000), ("", DEFAULT_CONTEXT_WINDOW),
     ("my-local-model", DEFAULT_CONTEXT_WINDOW),
 ])
 def test_context_window_uses_the_longest_matching_prefix(model: str, window: int) -> None:
