@@ -34,7 +34,6 @@ class RuleSettings:
     max_memories: int = 0  # 0 = the gateway's max_memories_per_user
     placement: str = "system"  # "system": in the system prompt; "tail": right before the latest user turn (prompt caches stay warm)
     critical: tuple[str, ...] = ("health", "identity", "contact", "pinned")  # changes to these wait for the user's confirmation
-
     context_window: int = 0  # 0 = the built-in table (gateway/memory/context_windows.toml), else its default
     overflow: str = "fit"  # "fit": trim a conversation longer than the window; "off": forward it unchanged
     overflow_reserve_tokens: int = 1024  # kept for the answer when the request sets no max_tokens
