@@ -85,6 +85,7 @@ class Settings:
     max_llm_calls_per_job: int = setting(8, "upstream calls the 'llm' extractor makes per job (extraction and reconcile together); past it the oldest text is not read")
     dead_letter_retention: float = setting(7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)")
     max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
+    max_episodes_per_user: int = setting(10000, "per-user cap on archival episodes (the user's own turns), counted apart from --max-memories-per-user; hygiene evicts the least useful above it")
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)

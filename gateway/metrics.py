@@ -26,6 +26,7 @@ MEMORY_WRITE_ACTIONS = ("add", "refresh", "supersede", "update", "delete", "expi
 CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extract", "queue_error", "capture_error")
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
+MEMORY_TIERS = ("core", "recall", "archival")  # gateway.memory.records.TIERS
 
 
 class Metrics:
@@ -77,6 +78,7 @@ class Metrics:
         self.memories_written = Counter("memgate_memories_written", "Memory writes, by action", ["action"], registry=r)
         self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
+        self.memories_stored = Counter("memgate_memories_stored", "Memories added to the store, by tier (core, recall, archival)", ["tier"], registry=r)
 
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
@@ -88,6 +90,7 @@ class Metrics:
             (self.memories_written, MEMORY_WRITE_ACTIONS),
             (self.captures_skipped, CAPTURE_SKIPPED_REASONS),
             (self.hygiene_removed, HYGIENE_REASONS),
+            (self.memories_stored, MEMORY_TIERS),
         ):
             for value in values:
                 counter.labels(value)

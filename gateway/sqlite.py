@@ -49,6 +49,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('instance', lower(hex(randomblob(16))));
     """,
+    # The memory's tier (core, recall, archival) as of each change; NULL in rows recorded before it.
+    "ALTER TABLE history ADD COLUMN tier TEXT;",
 )
 
 

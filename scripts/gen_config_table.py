@@ -43,6 +43,7 @@ RULE_FIELDS = {
     "ttl_days": "forget memories older than this many days (0: never)",
     "expire_unused_days": "forget memories never recalled within this many days (0: never)",
     "max_memories": "per-user cap for users matched here (0: `--max-memories-per-user`)",
+    "episodes_top_k": "archival episodes (the user's own dated words) injected after the core profile and the facts, within the same budget (0: none)",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

@@ -12,6 +12,8 @@ from gateway.extraction.heuristic import HeuristicExtractor
 from gateway.extraction.llm import LLMExtractor
 from gateway.extraction.jobs import Job
 from gateway.extraction.reconcile import Group, Reconciler, Sourced
+from gateway.memory.archival import episodes, source_of
+from gateway.memory.records import Memory
 from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.learn")
@@ -55,10 +57,22 @@ class Learner:
         """Each batch is one user's jobs, in order. Extraction runs concurrently across users (llm
         calls overlap); reconciliation commits every user's new memories in one store write."""
         batches = await self.reconciler.unforgotten(batches)  # done without a word extracted
-        groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
+        said = {jobs[0].id: self._episodes(jobs) for jobs in batches}
+        groups = await asyncio.gather(*(self._extract(jobs, said[jobs[0].id]) for jobs in batches))
+        # The user's own words first, in one commit: the facts learned from them link to them.
+        causes = {e.id: f"job:{job.id}" for jobs in batches for job in jobs for e in said[jobs[0].id][job.id]}
+        if causes:
+            kept = list({e.id: e for jobs in batches for job in jobs for e in said[jobs[0].id][job.id]}.values())
+            await self.reconciler.memory.write(kept, cause=causes, learned={(g.tenant, g.user): g.learned for g in groups})
         await self.reconciler.apply(groups)
 
-    async def _extract(self, jobs: Sequence[Job]) -> Group:
+    @staticmethod
+    def _episodes(jobs: Sequence[Job]) -> dict[int, list[Memory]]:
+        """Each job's user turns as archival episodes (see gateway/memory/archival.py)."""
+        return {job.id: episodes(job.tenant, job.user, job.agent, job.session, [m.text for m in job.messages if m.role == "user" and m.source],
+                                 job.request_id, job.created_at) for job in jobs}
+
+    async def _extract(self, jobs: Sequence[Job], said: dict[int, list[Memory]]) -> Group:
         first = jobs[0]
         extractor = self.extractor_for(first.extractor, first.api_key, len(jobs))
         items: list[Sourced] = []
@@ -66,7 +80,7 @@ class Learner:
             # Offline and cheap: per job, so each memory is attributed to the request that taught it.
             for job in jobs:
                 found = await extractor.extract(job.messages, job.reply)
-                items += [Sourced(c, job.id, i, job.request_id, job.session) for i, c in enumerate(found)]
+                items += [Sourced(c, job.id, i, job.request_id, job.session, source_of(c.text, said[job.id])) for i, c in enumerate(found)]
         elif isinstance(extractor, LLMExtractor):
             # One upstream call for the batch (more if it is long): attributed to its first job (stable on replay).
             parts = chunks([m for job in jobs for m in job.messages], MAX_PROMPT_CHARS)
@@ -76,7 +90,8 @@ class Learner:
             found = []
             for part in parts:
                 found += await extractor.extract(part, jobs[-1].reply)
-            items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
+            told = [e for job in jobs for e in said[job.id]]
+            items = [Sourced(c, first.id, i, first.request_id, first.session, source_of(c.text, told)) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
         return Group(first.tenant, first.user, first.agent, items, cause, judge, learned=first.created_at)

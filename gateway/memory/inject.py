@@ -32,8 +32,12 @@ def quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).translate(_ESCAPED)
 
 
+ARCHIVAL_LABEL = "user said"  # an archival episode is the user's own words, not a fact we derived
+
+
 def render_line(memory: Memory, template: str) -> str:
-    return _line(memory.text, memory.kind, _day_number(memory.created_at), template)
+    label = ARCHIVAL_LABEL if memory.tier == "archival" else memory.kind
+    return _line(memory.text, label, _day_number(memory.created_at), template)
 
 
 def _day_number(created_at: float | None) -> int | None:
@@ -52,7 +56,7 @@ def _line(text: str, kind: str, day_number: int | None, template: str) -> str:
     except (OverflowError, ValueError, OSError):
         day = "undated"
     if template == "compact":
-        return f"{day} {quoted(text)}\n"
+        return f"{day} {ARCHIVAL_LABEL} {quoted(text)}\n" if kind == ARCHIVAL_LABEL else f"{day} {quoted(text)}\n"
     return f"- ({day}, {kind}) {quoted(text)}\n"
 
 

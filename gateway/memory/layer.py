@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 from gateway.exchange import ChatContext, Reply
 from gateway.memory import tokens
 from gateway.memory.inject import appends_to_text, pack, with_block
-from gateway.memory.recall import Query, core_profile, query_text, rank
+from gateway.memory.recall import EPISODE_MIN_SCORE, Query, core_profile, query_text, rank, relevance_of
 from gateway.memory.records import Memory
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
@@ -61,11 +61,19 @@ class MemoryLayer:
             return None
         text = query_text(payload)
         ranked: list[tuple[Memory, float]] = []
+        said: list[tuple[Memory, float]] = []
         if text:
             query = Query.of(text, (await service.embedder.embed([text]))[0])
-            ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
+            scores = relevance_of(entry, query)  # once for both tiers
+            ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged,
+                          archival=False, scores=scores)
+            if rule.episodes_top_k and entry.archival.any():
+                said = rank(entry, query, agent=identity.agent, top_k=rule.episodes_top_k, min_score=max(rule.min_score, EPISODE_MIN_SCORE),
+                            include_flagged=rule.include_flagged, archival=True, scores=scores)
         core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
-        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appends_to_text(payload))
+        # The user's own words come after the core profile and the facts: they fill what budget is left.
+        relevant = [m for m, _ in ranked] + [m for m, _ in said]
+        packed = pack(core, relevant, budget, rule.core_budget_tokens, rule.template, ctx.model, appends_to_text(payload))
         if not packed.memories:
             return None
         ctx.injected, ctx.injected_tokens = len(packed.memories), packed.tokens

@@ -10,15 +10,18 @@ from typing import Any
 import numpy as np
 
 from gateway.exchange import content_texts, well_formed
-from gateway.memory.hot import CORE_KINDS, UserMemories
+from gateway.memory.hot import UserMemories
 from gateway.memory.keywords import terms
-from gateway.memory.records import Memory
+from gateway.memory.records import CORE_KINDS, Memory
 
 # Fusion weights, tuned on the dev half of bench/data (bench/bench_recall_quality.py prints both halves).
 DENSE_WEIGHT = 0.5
 RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
 PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
+# An episode below this fused relevance is not injected: a turn sharing no word and little meaning with
+# the question is noise (tuned on bench/data with bench/bench_recall_quality.py --chat).
+EPISODE_MIN_SCORE = 0.2
 PRIOR_RECENCY_DAYS = 90.0  # ranking prior: a memory untouched this many days has lost 63% of its recency
 # A short last message ("and in summer?") borrows this much preceding user text.
 SHORT_QUERY_CHARS = 40
@@ -75,15 +78,25 @@ def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
     return 0.5 * recency + 0.5 * usage
 
 
+def relevance_of(entry: UserMemories, query: Query, method: str = "score", weight: float = DENSE_WEIGHT) -> np.ndarray:
+    """Fused relevance of every memory of the user (all tiers) to the query."""
+    return fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)
+
+
 def rank(
     entry: UserMemories, query: Query, *, agent: str | None = None, top_k: int = 12, min_score: float = 0.0,
     include_flagged: bool = False, every_agent: bool = False, method: str = "score", weight: float = DENSE_WEIGHT, now: float | None = None,
+    archival: bool | None = None, scores: np.ndarray | None = None,
 ) -> list[tuple[Memory, float]]:
-    """The best `top_k` memories for the query, best first, with their fused relevance scores."""
+    """The best `top_k` memories for the query, best first, with their fused relevance scores. `archival`
+    True ranks only episodes, False everything else, None every tier; `scores` reuses a `relevance_of`."""
     if len(entry) == 0 or top_k <= 0:
         return []
-    relevance = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)
-    candidates = np.flatnonzero(entry.visible(agent, include_flagged, every_agent) & (relevance >= min_score))
+    relevance = relevance_of(entry, query, method, weight) if scores is None else scores
+    mask = entry.visible(agent, include_flagged, every_agent) & (relevance >= min_score)
+    if archival is not None:
+        mask &= entry.archival if archival else ~entry.archival
+    candidates = np.flatnonzero(mask)
     if len(candidates) == 0:
         return []
     shortlist = PRIOR_SHORTLIST + 4 * top_k
