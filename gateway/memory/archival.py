@@ -1,6 +1,7 @@
 """The archival tier: every user turn of a learned exchange kept verbatim as an episode.
 
-An episode is a memory with tier `archival`, kind `note`: the user's own words, dated, scoped like any
+A turn made only of questions is not kept (it tells nothing about the user, and the next question
+would find it rather than what the user said). An episode is a memory with tier `archival`, kind `note`: the user's own words, dated, scoped like any
 memory (tenant, user, agent, session), capped at MAX_EPISODE_CHARS. Its id derives from the user, the
 agent and the turn's normalised text, so saying the same thing again (or replaying a job) adds no row.
 Secrets are masked and instruction-like turns flagged by the memory service, as for every memory.
@@ -8,6 +9,7 @@ Secrets are masked and instruction-like turns flagged by the memory service, as 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from typing import Sequence
@@ -19,6 +21,12 @@ NAMESPACE = uuid.UUID("0b6c3f0e-7d51-4a0c-9a57-1f3e0c2b8d94")
 # An episode is a turn, not a pasted document: the first this many characters are kept (at a word break).
 MAX_EPISODE_CHARS = 1000
 ELLIPSIS = "…"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s++")
+
+
+def only_questions(text: str) -> bool:
+    """True when every sentence of the turn asks (ends in '?'): a question asks, it tells nothing."""
+    return all(part.rstrip().endswith("?") for part in _SENTENCE_END.split(text.strip()) if part.strip())
 
 
 def normalised(text: str) -> str:
@@ -43,9 +51,12 @@ def capped(text: str) -> str:
 def episodes(
     tenant: str, user: str, agent: str | None, session: str | None, turns: Sequence[str], request_id: str, when: float,
 ) -> list[Memory]:
-    """One episode per distinct user turn that has a word of content (not "ok", not "?")."""
+    """One episode per distinct user turn that tells something: a word of content (not "ok"), and not
+    only questions (the user's next question would find their last one, not what they said)."""
     out: dict[str, Memory] = {}
     for turn in turns:
+        if only_questions(turn):
+            continue
         text = capped(turn)
         if not terms(text):
             continue
