@@ -21,6 +21,8 @@ NAMESPACE = uuid.UUID("0b6c3f0e-7d51-4a0c-9a57-1f3e0c2b8d94")
 # An episode is a turn, not a pasted document: the first this many characters are kept (at a word break).
 MAX_EPISODE_CHARS = 1000
 ELLIPSIS = "…"
+# Turns that only acknowledge ("ok thanks", "great!") say nothing about the user (stemmed like `terms`).
+ACKNOWLEDGEMENTS = frozenset("ok okay thank thanks ty yes yeah yep yup no nope sure great cool nice lol hi hello hey bye perfect awesome got".split())
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s++")
 
 
@@ -51,14 +53,14 @@ def capped(text: str) -> str:
 def episodes(
     tenant: str, user: str, agent: str | None, session: str | None, turns: Sequence[str], request_id: str, when: float,
 ) -> list[Memory]:
-    """One episode per distinct user turn that tells something: a word of content (not "ok"), and not
+    """One episode per distinct user turn that tells something: more than an acknowledgement ("ok thanks"), and not
     only questions (the user's next question would find their last one, not what they said)."""
     out: dict[str, Memory] = {}
     for turn in turns:
         if only_questions(turn):
             continue
         text = capped(turn)
-        if not terms(text):
+        if set(terms(text)) <= ACKNOWLEDGEMENTS:
             continue
         mid = episode_id(tenant, user, agent, text)
         out.setdefault(mid, Memory(id=mid, tenant=tenant, user_id=user, text=text, kind="note", agent_id=agent, session_id=session,
