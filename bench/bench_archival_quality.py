@@ -118,6 +118,32 @@ async def in_process(data_dir: Path, questions: list[dict], cache: Path) -> dict
     return out
 
 
+async def sweep(data_dir: Path, questions: list[dict], cache: Path) -> None:
+    """Chat-path evidence share of hybrid +archival over the episode floor and count, on the dev half
+    (even users) and the test half (odd users), to choose the shipped EPISODE_MIN_SCORE and episodes_top_k."""
+    embedder = make_embedder("local", cache_dir=cache)
+    store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
+    rule = RuleSettings()
+    entries = {u: UserMemories(await store.active(TENANT, u), embedder.dim, 0) for u in sorted({q["user"] for q in questions})}
+    split = {u: ("dev", "test")[i % 2] for i, u in enumerate(sorted(entries))}
+    grid = [(floor, k) for floor in (0.0, 0.1, 0.15, 0.2) for k in (4, 6, 8)]
+    hits: dict[tuple[float, int, str], list[bool]] = {}
+    for q, vector in zip(questions, await embedder.embed([q["question"] for q in questions])):
+        entry, query = entries[q["user"]], Query.of(q["question"], vector)
+        scores = relevance_of(entry, query)
+        ranked = rank(entry, query, top_k=rule.top_k, archival=False, scores=scores)
+        core = core_profile(entry, ranked, agent=None, include_flagged=False)
+        for floor, k in grid:
+            said = rank(entry, query, top_k=k, min_score=floor, archival=True, scores=scores)
+            packed = pack(core, [m for m, _ in ranked] + [m for m, _ in said], rule.budget_tokens, rule.core_budget_tokens, rule.template, MODEL, True)
+            hits.setdefault((floor, k, split[q["user"]]), []).append(q["evidence"] in packed.text)
+    print("\nsweep, hybrid +archival, evidence in system msg (dev / test):")
+    for floor, k in grid:
+        print(f"  floor {floor:4}  episodes_top_k {k}: {mean(hits[(floor, k, 'dev')]):.3f} / {mean(hits[(floor, k, 'test')]):.3f}")
+    await store.aclose()
+    await embedder.aclose()
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -126,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=48)
     parser.add_argument("--model-cache", default=str(load_settings().model_cache_dir))
+    parser.add_argument("--sweep", action="store_true", help="also sweep the episode floor and count (dev/test halves)")
     args = parser.parse_args()
     data = json.loads(DATA.read_text())
     users = data["users"][: args.users]
@@ -147,6 +174,8 @@ def main() -> None:
         gw.stop()
         upstream.stop()
     simulated = asyncio.run(in_process(work / "data", questions, Path(args.model_cache)))
+    if args.sweep:
+        asyncio.run(sweep(work / "data", questions, Path(args.model_cache)))
     shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'variant':34} {'search R@5':>10} {'search R@10':>11} {'evidence in system msg':>23}")
     for name in ("dense", "keyword", "hybrid", "dense +archival", "keyword +archival", "hybrid +archival"):

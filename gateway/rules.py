@@ -32,7 +32,7 @@ class RuleSettings:
     ttl_days: float = 0.0  # 0 = keep forever
     expire_unused_days: float = 0.0  # 0 = never expire memories that are never recalled
     max_memories: int = 0  # 0 = the gateway's max_memories_per_user
-    episodes_top_k: int = 4  # archival episodes (the user's own words) injected after the facts; 0: none
+    episodes_top_k: int = 6  # archival episodes (the user's own words) injected after the facts; 0: none
 
 
 @dataclass(frozen=True)

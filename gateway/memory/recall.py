@@ -20,8 +20,8 @@ RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
 PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
 # An episode below this fused relevance is not injected: a turn sharing no word and little meaning with
-# the question is noise (tuned on bench/data with bench/bench_recall_quality.py --chat).
-EPISODE_MIN_SCORE = 0.2
+# the question is noise (tuned with episodes_top_k on the dev half: bench/bench_archival_quality.py --sweep).
+EPISODE_MIN_SCORE = 0.1
 PRIOR_RECENCY_DAYS = 90.0  # ranking prior: a memory untouched this many days has lost 63% of its recency
 # A short last message ("and in summer?") borrows this much preceding user text.
 SHORT_QUERY_CHARS = 40
