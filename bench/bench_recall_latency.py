@@ -51,6 +51,7 @@ MODEL_CACHE = load_settings().model_cache_dir  # the gateway's default, so it is
 DATASET = ROOT / "bench" / "data" / "recall_dataset.json"
 API_KEY = "sk-bench"
 USER = "bench-user"
+FACTS_USER = "bench-facts-only"  # the same 1,000 memories, no episodes: the episodes' cost is the difference
 WORDS = ("garden river coffee mountain bicycle guitar kitchen window jacket museum teacher violin harbour pepper lantern "
          "Berlin Lisbon Porto python rust kubernetes terraform dog cat sister wife vegetarian peanuts cello marathon "
          "editor neovim deploy budget trip Japan morning allergic favourite team payments platform birthday").split()
@@ -84,7 +85,7 @@ def start_upstream() -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-async def seed_user(data_dir: Path, n: int, episodes: int = 0) -> None:
+async def seed_user(data_dir: Path, n: int, episodes: int = 0, user: str = USER) -> None:
     """Write a user's memories (and archival episodes) straight into the store the gateway will open."""
     embedder = make_embedder("local", cache_dir=MODEL_CACHE)
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
@@ -92,7 +93,7 @@ async def seed_user(data_dir: Path, n: int, episodes: int = 0) -> None:
     vectors = await embedder.embed(texts)
     now = time.time()
     await store.add([
-        Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=USER, text=t, vector=v, created_at=now - i * 3600,
+        Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=user, text=t, vector=v, created_at=now - i * 3600,
                kind="preference" if i % 25 == 0 else "fact", pinned=i < 3, tokens=tokens.count(t), tier="core" if i % 25 == 0 or i < 3 else "recall")
         for i, (t, v) in enumerate(zip(texts, vectors))
     ])
@@ -105,7 +106,7 @@ async def seed_user(data_dir: Path, n: int, episodes: int = 0) -> None:
               f"{vectors.nbytes / 2**20:.1f} MiB of vectors in the hot tier")
         for start in range(0, episodes, 5000):
             await store.add([
-                Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=USER, text=t, vector=v, created_at=now - i * 600,
+                Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=user, text=t, vector=v, created_at=now - i * 600,
                        kind="note", tier="archival", tokens=tokens.count(t))
                 for i, (t, v) in enumerate(zip(said[start:start + 5000], vectors[start:start + 5000]), start=start)
             ])
@@ -155,6 +156,8 @@ def part_one(seconds: int, episodes: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="memgate-bench-"))
     upstream, upstream_url = start_upstream()
     asyncio.run(seed_user(work / "data", 1000, episodes))
+    if episodes:
+        asyncio.run(seed_user(work / "data", 1000, user=FACTS_USER))
     asyncio.run(ranking_halves(work / "data", qs))
     gw = Gateway(upstream_url, work / "data", production_rules=True, log_level="warning").start()
     try:
@@ -162,18 +165,20 @@ def part_one(seconds: int, episodes: int) -> None:
         # Warm the user into the hot tier and check injection really happens.
         import httpx
 
-        deadline = time.monotonic() + 60  # the first recall loads the user in the background and may time out
-        while True:
-            r = httpx.post(gw.v1 + "/chat/completions", headers=base, json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where do I live?"}]})
-            if r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0 or time.monotonic() > deadline:
-                break
-        assert r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0, r.headers
-        print(f"warm user: {r.headers['X-Memory-Injected']} memories, {r.headers['X-Memory-Injected-Tokens']} tokens injected per request")
+        for warm in [USER] + ([FACTS_USER] if episodes else []):
+            deadline = time.monotonic() + 60  # the first recall loads the user in the background and may time out
+            while True:
+                r = httpx.post(gw.v1 + "/chat/completions", headers={**base, "X-Memory-User-Id": warm},
+                               json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where do I live?"}]})
+                if r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0 or time.monotonic() > deadline:
+                    break
+            assert r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0, r.headers
+            print(f"warm user {warm}: {r.headers['X-Memory-Injected']} memories, {r.headers['X-Memory-Injected-Tokens']} tokens injected per request")
         scenarios = [
             ("upstream direct", upstream_url.removesuffix("/v1"), base),
             ("gateway, memory off", gw.url, {**base, "X-Memory-Mode": "off"}),
             (f"gateway, injecting (1k + {episodes // 1000}k ep.)", gw.url, {**base, "X-Memory-Mode": "read"}),
-        ]
+        ] + ([("gateway, injecting (1k, no episodes)", gw.url, {**base, "X-Memory-Mode": "read", "X-Memory-User-Id": FACTS_USER})] if episodes else [])
         results = {}
         for connections in (1, 64):
             for name, url, headers in scenarios:
