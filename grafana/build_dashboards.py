@@ -139,6 +139,8 @@ MEMORY = [
               "and dead letters deleted past --dead-letter-retention or --queue-max, per second.",
               [(rate("memgate_extraction_job_messages_cut_total"), "messages cut"), (rate("memgate_extraction_dead_letters_purged_total"), "dead letters purged")],
               "ops", width=8),
+        Panel("Memories stored by tier", "New memories per second by tier: core (pinned, preferences), recall (extracted facts), archival (the user's own turns).",
+              [(rate("memgate_memories_stored_total", "tier"), "{{tier}}")], "ops", width=8),
     ]),
     Row("Hygiene", [
         Panel("Hygiene removed", "Memories removed by the hygiene job per hour, by reason (ttl, unused, cap).",
