@@ -3,7 +3,10 @@
     python bench/bench_recall_latency.py [--seconds 10] [--rows 1000000] [--skip-e2e] [--skip-scale]
 
 Part 1 (wrk, real processes): the fake upstream direct, the gateway with memory off, and the gateway
-injecting for a warm user holding 1,000 memories; p50/p99 and throughput at 1 and 64 connections.
+injecting for a warm user holding 1,000 memories plus --episodes archival episodes (default 10,000;
+every one embedded, as the gateway does); p50/p99 and throughput at 1 and 64 connections. It also
+prints what embedding the episodes cost, and what the dense and keyword halves of ranking cost with
+and without them (what indexing episodes by keyword only would save).
 Every request asks a different question, so the query-embedding cache never helps.
 
 Part 2 (in process): recall alone (MemoryLayer.recall_block: embed, hybrid rank, core profile, pack,
@@ -46,6 +49,7 @@ from tests.harness import Gateway  # noqa: E402
 DATASET = ROOT / "bench" / "data" / "recall_dataset.json"
 API_KEY = "sk-bench"
 USER = "bench-user"
+FACTS_USER = "bench-facts-only"  # the same 1,000 memories, no episodes: the episodes' cost is the difference
 WORDS = ("garden river coffee mountain bicycle guitar kitchen window jacket museum teacher violin harbour pepper lantern "
          "Berlin Lisbon Porto python rust kubernetes terraform dog cat sister wife vegetarian peanuts cello marathon "
          "editor neovim deploy budget trip Japan morning allergic favourite team payments platform birthday").split()
@@ -79,18 +83,31 @@ def start_upstream() -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-async def seed_user(data_dir: Path, n: int) -> None:
-    """Write a user's memories straight into the store the gateway will open (one batched commit)."""
+async def seed_user(data_dir: Path, n: int, episodes: int = 0, user: str = USER) -> None:
+    """Write a user's memories (and archival episodes) straight into the store the gateway will open."""
     embedder = make_embedder("local")
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
     texts = memory_texts(n)
     vectors = await embedder.embed(texts)
     now = time.time()
     await store.add([
-        Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=USER, text=t, vector=v, created_at=now - i * 3600,
-               kind="preference" if i % 25 == 0 else "fact", pinned=i < 3, tokens=tokens.count(t))
+        Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=user, text=t, vector=v, created_at=now - i * 3600,
+               kind="preference" if i % 25 == 0 else "fact", pinned=i < 3, tokens=tokens.count(t), tier="core" if i % 25 == 0 or i < 3 else "recall")
         for i, (t, v) in enumerate(zip(texts, vectors))
     ])
+    if episodes:
+        said = [f"Episode {i}: " + t for i, t in enumerate(memory_texts(episodes))]
+        started = time.perf_counter()
+        vectors = await embedder.embed(said)
+        spent = time.perf_counter() - started
+        print(f"embedding {episodes:,} episodes ({embedder.name}): {spent * 1000:.0f} ms in batches, {spent / episodes * 1e6:.1f} us per episode; "
+              f"{vectors.nbytes / 2**20:.1f} MiB of vectors in the hot tier")
+        for start in range(0, episodes, 5000):
+            await store.add([
+                Memory(id=str(uuid.uuid4()), tenant=key_fingerprint(API_KEY), user_id=user, text=t, vector=v, created_at=now - i * 600,
+                       kind="note", tier="archival", tokens=tokens.count(t))
+                for i, (t, v) in enumerate(zip(said[start:start + 5000], vectors[start:start + 5000]), start=start)
+            ])
     await store.aclose()
     await embedder.aclose()
 
@@ -132,25 +149,34 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
     return "-"
 
 
-def part_one(seconds: int) -> None:
+def part_one(seconds: int, episodes: int) -> None:
     qs = questions()
     work = Path(tempfile.mkdtemp(prefix="memgate-bench-"))
     upstream, upstream_url = start_upstream()
-    asyncio.run(seed_user(work / "data", 1000))
+    asyncio.run(seed_user(work / "data", 1000, episodes))
+    if episodes:
+        asyncio.run(seed_user(work / "data", 1000, user=FACTS_USER))
+    asyncio.run(ranking_halves(work / "data", qs))
     gw = Gateway(upstream_url, work / "data", production_rules=True, log_level="warning").start()
     try:
         base = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json", "X-Memory-User-Id": USER}
         # Warm the user into the hot tier and check injection really happens.
         import httpx
 
-        r = httpx.post(gw.v1 + "/chat/completions", headers=base, json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where do I live?"}]})
-        assert r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0, r.headers
-        print(f"warm user: {r.headers['X-Memory-Injected']} memories, {r.headers['X-Memory-Injected-Tokens']} tokens injected per request")
+        for warm in [USER] + ([FACTS_USER] if episodes else []):
+            deadline = time.monotonic() + 60  # the first recall loads the user in the background and may time out
+            while True:
+                r = httpx.post(gw.v1 + "/chat/completions", headers={**base, "X-Memory-User-Id": warm},
+                               json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where do I live?"}]})
+                if r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0 or time.monotonic() > deadline:
+                    break
+            assert r.status_code == 200 and int(r.headers["X-Memory-Injected"]) > 0, r.headers
+            print(f"warm user {warm}: {r.headers['X-Memory-Injected']} memories, {r.headers['X-Memory-Injected-Tokens']} tokens injected per request")
         scenarios = [
             ("upstream direct", upstream_url.removesuffix("/v1"), base),
             ("gateway, memory off", gw.url, {**base, "X-Memory-Mode": "off"}),
-            ("gateway, injecting (1k memories)", gw.url, {**base, "X-Memory-Mode": "read"}),
-        ]
+            (f"gateway, injecting (1k + {episodes // 1000}k ep.)", gw.url, {**base, "X-Memory-Mode": "read"}),
+        ] + ([("gateway, injecting (1k, no episodes)", gw.url, {**base, "X-Memory-Mode": "read", "X-Memory-User-Id": FACTS_USER})] if episodes else [])
         results = {}
         for connections in (1, 64):
             for name, url, headers in scenarios:
@@ -172,6 +198,39 @@ def part_one(seconds: int) -> None:
         gw.stop()
         upstream.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def ranking_halves(data_dir: Path, qs: list[str]) -> None:
+    """Per query: the dense product and BM25 over the facts alone and over facts plus episodes."""
+    from threadpoolctl import threadpool_limits
+
+    from gateway.memory.hot import UserMemories
+    from gateway.memory.recall import Query, rank, relevance_of
+
+    threadpool_limits(1, user_api="blas")  # as MemoryService does: one BLAS thread per process
+    embedder = make_embedder("local", cache_dir=MODEL_CACHE)
+    store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
+    rows = await store.active(key_fingerprint(API_KEY), USER)
+    started = time.perf_counter()
+    both = UserMemories(rows, embedder.dim, 0)
+    load = time.perf_counter() - started
+    facts = UserMemories([m for m in rows if m.tier != "archival"], embedder.dim, 0)
+    queries = [Query.of(q, v) for q, v in zip(qs, await embedder.embed(qs))]
+
+    def per_query(fn) -> float:
+        t = time.perf_counter()
+        for q in queries:
+            fn(q)
+        return (time.perf_counter() - t) / len(queries) * 1000
+
+    print(f"\nranking one query (in process, mean over {len(queries)} questions), hot-tier index of {len(both):,} rows built in {load * 1000:.0f} ms:")
+    for label, entry in (("facts only", facts), ("facts + episodes", both)):
+        dense = per_query(lambda q: entry.matrix @ q.vector)
+        keyword = per_query(lambda q: entry.keywords.scores(q.terms))
+        full = per_query(lambda q: (rank(entry, q, archival=False, scores=(s := relevance_of(entry, q))), rank(entry, q, top_k=4, archival=True, scores=s)))
+        print(f"  {label:18} {len(entry):6,} rows: dense {dense:.3f} ms, BM25 {keyword:.3f} ms, both tiers ranked {full:.3f} ms")
+    await store.aclose()
+    await embedder.aclose()
 
 
 # -- part 2: recall alone at scale ------------------------------------------------------------------
@@ -278,11 +337,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per scenario")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the table for part 2")
+    parser.add_argument("--episodes", type=int, default=10_000, help="archival episodes of the warm user in part 1")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     if not args.skip_e2e:
-        part_one(args.seconds)
+        part_one(args.seconds, args.episodes)
     if not args.skip_scale:
         asyncio.run(part_two(args.rows))
 

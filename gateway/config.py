@@ -91,6 +91,7 @@ class Settings:
     max_llm_calls_per_job: int = setting(8, "upstream calls the 'llm' extractor makes per job (extraction and reconcile together); past it the oldest text is not read")
     dead_letter_retention: float = setting(7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)")
     max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
+    max_episodes_per_user: int = setting(10000, "per-user cap on archival episodes (the user's own turns), counted apart from --max-memories-per-user; hygiene evicts the least useful above it")
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
     genai_provider_name: str = setting("", "gen_ai.provider.name on the upstream call's trace span; empty: known from the upstream host (openai, anthropic...), else the host")
     anthropic_upstream_url: str = setting("https://api.anthropic.com", "upstream of the Anthropic Messages API (/v1/messages), with or without /v1; 'upstream' sends it to --upstream-url")

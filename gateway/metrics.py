@@ -31,6 +31,7 @@ LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired
 APIS = ("chat", "responses", "messages")  # the `api` label: chat completions, OpenAI Responses, Anthropic Messages
 # trimmed: made to fit; unfittable: system + latest turn alone overflow, sent as is; over: overflow "off", sent as is
 OVERFLOW_OUTCOMES = ("trimmed", "unfittable", "over")
+MEMORY_TIERS = ("core", "recall", "archival")  # gateway.memory.records.TIERS
 
 
 class Metrics:
@@ -87,6 +88,7 @@ class Metrics:
         )
         self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r)
         self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r)
+        self.memories_stored = Counter("memgate_memories_stored", "Memories added to the store, by tier (core, recall, archival)", ["tier"], registry=r)
 
         # Context windows and overflow.
         self.unknown_model = Counter(
@@ -103,6 +105,7 @@ class Metrics:
             (self.hygiene_removed, HYGIENE_REASONS),
             (self.llm_extraction_problems, LLM_PROBLEM_REASONS),
             (self.overflow, OVERFLOW_OUTCOMES),
+            (self.memories_stored, MEMORY_TIERS),
         ):
             for value in values:
                 counter.labels(value)

@@ -39,6 +39,7 @@ class RuleSettings:
     overflow_reserve_tokens: int = 1024  # kept for the answer when the request sets no max_tokens
     overflow_summary_tokens: int = 1024  # at most this much of a trimmed request stands in for its dropped turns
     summary_every_turns: int = 0  # rewrite the session's summary memory every this many user turns (0: no summaries)
+    episodes_top_k: int = 6  # archival episodes (the user's own words) injected after the facts; 0: none
 
 
 CRITICAL_CATEGORIES = ("health", "identity", "contact", "pinned")  # what a rule's `critical` may list

@@ -51,6 +51,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # The W3C traceparent of the request that queued the job ('' untraced): its spans link back to it, after a restart too.
     "ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT '';",
+    # The memory's tier (core, recall, archival) as of each change; NULL in rows recorded before it.
+    "ALTER TABLE history ADD COLUMN tier TEXT;",
 )
 
 

@@ -144,7 +144,9 @@ MEMORY = [
               "ops", width=8),
         Panel("LLM extractor problems", "llm extractor answers that failed or needed repair, by reason (refused or ignored output mode, "
               "repaired or truncated JSON, upstream errors); the newest are in GET /admin/v1/queue.",
-              [(rate("memgate_extraction_llm_problems_total", "reason"), "{{reason}}")], "ops", width=24),
+              [(rate("memgate_extraction_llm_problems_total", "reason"), "{{reason}}")], "ops", width=16),
+        Panel("Memories stored by tier", "New memories per second by tier: core (pinned, preferences), recall (extracted facts), archival (the user's own turns).",
+              [(rate("memgate_memories_stored_total", "tier"), "{{tier}}")], "ops", width=8),
     ]),
     Row("Context windows", [
         Panel("Overflowing conversations", "Chat requests longer than their context window per second, by outcome (trimmed: made to fit; "

@@ -50,6 +50,7 @@ RULE_FIELDS = {
     "overflow_reserve_tokens": "tokens kept free for the answer when the request sets no `max_tokens`/`max_completion_tokens`",
     "overflow_summary_tokens": "at most this many tokens of excerpts stand in for the turns a trimmed request leaves out",
     "summary_every_turns": "rewrite the session's summary memory (kind `summary`) every this many user turns, off the request path (0: no summaries)",
+    "episodes_top_k": "archival episodes (the user's own dated words) injected after the core profile and the facts, within the same budget (0: none)",
 }
 MATCH_FIELDS = {
     "model": "glob on the request's `model`",

@@ -101,7 +101,8 @@ def test_a_users_lifecycle_from_the_cli_alone(gateway: Gateway, upstream: FakeUp
 
 
 def upstream_payload(gateway: Gateway, upstream: FakeUpstream) -> dict[str, Any]:
-    response = chat(gateway, KEY, "dana", [{"role": "user", "content": "Book me a seat on the flight to Oslo"}])
+    # Read only: the request shows what is injected without becoming an archival episode of its own.
+    response = chat(gateway, KEY, "dana", [{"role": "user", "content": "Book me a seat on the flight to Oslo"}], headers={"X-Memory-Mode": "read"})
     assert response.status_code == 200, response.text
     return upstream.last_chat()
 

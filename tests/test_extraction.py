@@ -184,7 +184,7 @@ def test_forgetting_a_user_removes_memories_history_and_queued_jobs(start_gatewa
     with gw.admin() as admin:
         response = admin.delete("/tenants/default/users/zed")
         assert response.status_code == 200
-        assert response.json()["deleted"] == {"memories": 1, "history": 1, "jobs": 0}
+        assert response.json()["deleted"] == {"memories": 2, "history": 2, "jobs": 0}  # the fact and the turn's archival episode
         assert admin.get(f"/tenants/default/users/zed/memories/{memory['id']}/history").status_code == 404
     assert memories(gw, "zed") == []
     data = tmp_path / "forget-queued"

@@ -96,7 +96,8 @@ def test_the_memory_block_never_exceeds_the_budget(budget_gateway, upstream: Fak
     gw, texts = budget_gateway
     messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": filler(words) + " what do I like in my garden and kitchen?"}]
     extra = {"max_tokens": max_tokens} if max_tokens else {}
-    response = chat(gw, "sk-budget", "frank", messages, model=model, headers={"X-Budget": rule}, **extra)
+    # Read only: the filler prompts must not become archival episodes that later cases would inject.
+    response = chat(gw, "sk-budget", "frank", messages, model=model, headers={"X-Budget": rule, "X-Memory-Mode": "read"}, **extra)
     assert response.status_code == 200
     sent = upstream.last_chat()
     block = system_text(sent).removeprefix("You are helpful.")  # separator + block: all of it counts

@@ -168,3 +168,31 @@ def test_hygiene_never_deletes_a_memory_pinned_after_it_planned(tmp_path: Path) 
             await store.aclose()
 
     run(scenario())
+
+
+def test_a_table_from_before_tiers_gains_them_by_kind_and_pin_and_takes_new_rows(tmp_path: Path) -> None:
+    """The migration: a table written without `tier` and `source_episode` opens with both, old rows core or recall."""
+    import lancedb
+    import pyarrow as pa
+
+    from gateway.memory.records import schema, to_arrow
+
+    async def scenario() -> None:
+        uri = str(tmp_path / "db")
+        full = schema(8, "test")
+        old = pa.schema([f for f in full if f.name not in ("tier", "source_episode")], metadata=full.metadata)
+        rows = [memory("t", "u", "a fact"), memory("t", "u", "a preference"), memory("t", "u", "a pinned fact")]
+        rows[1].kind, rows[2].pinned = "preference", True
+        db = await lancedb.connect_async(uri)
+        await db.create_table("memories", data=to_arrow(rows, full, 8).select(old.names).cast(old))
+        db.close()
+        store = await MemoryStore.open(uri, "test", 8)
+        assert {m.text: m.tier for m in await store.active("t", "u")} == {"a fact": "recall", "a preference": "core", "a pinned fact": "core"}
+        episode = memory("t", "u", "I said this")
+        episode.tier, episode.kind = "archival", "note"
+        await store.add([episode])
+        assert [m.text for m in (await store.list("t", "u", tier="archival"))[0]] == ["I said this"]
+        assert "I said this" not in [m.text for m in (await store.list("t", "u"))[0]]  # plain listing: core and recall
+        await store.aclose()
+
+    run(scenario())

@@ -18,7 +18,7 @@ from gateway.config import Settings
 from gateway.errors import BadRequest, NotFound
 from gateway.identity import validate_id
 from gateway.memory.service import MemoryService, new_id
-from gateway.memory.fields import MAX_TEXT_CHARS, confidence_of, field_of, memory_kind, memory_text, unicode_text
+from gateway.memory.fields import MAX_TEXT_CHARS, confidence_of, field_of, memory_kind, memory_text, memory_tier, unicode_text
 from gateway.metrics import Metrics
 from gateway.memory.records import Memory
 
@@ -52,10 +52,11 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", param="limit", code="invalid_parameter")
         kind = memory_kind(params.get("kind"))
+        tier = memory_tier(params.get("tier"))
         service = memory_of(request)
         await known_user(service, tenant, user)
         try:
-            page, cursor = await service.store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind)
+            page, cursor = await service.store.list(tenant, user, limit=limit, cursor=params.get("cursor"), kind=kind, tier=tier)
         except ValueError:
             raise BadRequest("invalid cursor: pass back the next_cursor of a previous page", param="cursor", code="invalid_parameter") from None
         return JSONResponse({"memories": [m.public() for m in service.with_usage(page)], "next_cursor": cursor})
@@ -71,6 +72,7 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
             id=new_id(), tenant=tenant, user_id=user, text=text, kind=kind,
             agent_id=validate_id(agent, "agent_id") if agent else None,
             pinned=bool(field_of(body, "pinned", bool)), confidence=1.0 if confidence is None else confidence, created_at=time.time(),
+            tier=memory_tier(field_of(body, "tier", str)),
         )
         await memory_of(request).write([memory], cause="admin")
         return JSONResponse(memory.public())
@@ -87,9 +89,10 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
             raise BadRequest("field 'top_k' must be from 1 to 100", param="top_k", code="invalid_field")
         agent = field_of(body, "agent_id", str)
         agent = validate_id(agent, "agent_id") if agent is not None else None
+        tier = memory_tier(field_of(body, "tier", str))
         service = memory_of(request)
         await known_user(service, tenant, user)
-        results = await service.search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent)
+        results = await service.search(tenant, user, query[:MAX_TEXT_CHARS], top_k, agent=agent, tier=tier)
         return JSONResponse({"results": [{**m.public(), "score": round(score, 6)} for m, score in results]})
 
     async def get_memory(request: Request) -> Response:

@@ -24,7 +24,7 @@ from gateway.admin.guard import admin_route, hygiene_of, memory_of
 from gateway.config import Settings
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.identity import validate_id
-from gateway.memory.fields import confidence_of, count_of, field_of, free_text_of, id_of, memory_kind, memory_text, timestamp_of
+from gateway.memory.fields import confidence_of, count_of, field_of, free_text_of, id_of, memory_kind, memory_text, memory_tier, timestamp_of
 from gateway.metrics import Metrics
 from gateway.memory.records import Memory
 
@@ -62,6 +62,7 @@ def parse_line(text: str, embedder: str, dim: int, now: float) -> Memory:
         created_at=stamps["created_at"] or 0.0, updated_at=stamps["updated_at"] or 0.0, last_used_at=stamps["last_used_at"],
         use_count=count_of(row, "use_count") or 0, confidence=1.0 if confidence is None else confidence,
         pinned=bool(field_of(row, "pinned", bool)), flagged=bool(field_of(row, "flagged", bool)),
+        tier=memory_tier(field_of(row, "tier", str)), source_episode=id_of(row, "source_episode"),  # no tier (an older export): from kind and pin
     )
     memory.vector = _vector(row, embedder, dim)
     return memory

@@ -76,12 +76,13 @@ def show(value: Any) -> None:
 
 def memories_list(args: argparse.Namespace) -> int:
     params = {"limit": str(args.limit)} | ({"kind": args.kind} if args.kind else {}) | ({"cursor": args.cursor} if args.cursor else {})
+    params |= {"tier": args.tier} if args.tier else {}
     show(client(args).call("GET", user_path(args) + "/memories", params=params))
     return 0
 
 
 def memories_search(args: argparse.Namespace) -> int:
-    body = {"query": args.query, "top_k": args.top_k} | ({"agent_id": args.agent} if args.agent else {})
+    body = {"query": args.query, "top_k": args.top_k} | ({"agent_id": args.agent} if args.agent else {}) | ({"tier": args.tier} if args.tier else {})
     show(client(args).call("POST", user_path(args) + "/memories/search", json=body))
     return 0
 
@@ -229,6 +230,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = memories.add_parser("list", help="list memories")
     _common(p)
     p.add_argument("--kind", help="only this kind")
+    p.add_argument("--tier", help="only this tier: core, recall or archival")
     p.add_argument("--limit", type=int, default=50, help="at most this many")
     p.add_argument("--cursor", help="next_cursor of the previous page")
     p.set_defaults(func=memories_list)
@@ -236,6 +238,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("query")
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--tier", help="only this tier: core, recall or archival")
     p.add_argument("--agent", help="search as this agent sees (default: every agent's memories)")
     p.set_defaults(func=memories_search)
     p = memories.add_parser("add", help="add a memory")

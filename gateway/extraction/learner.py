@@ -15,6 +15,8 @@ from gateway.extraction.jobs import Job
 from gateway.extraction.reconcile import Group, Reconciler, Sourced
 from gateway.extraction.settle import settle
 from gateway.extraction.verify import verified
+from gateway.memory.archival import episodes, source_of
+from gateway.memory.records import Memory
 from gateway.metrics import Metrics
 from gateway.rules import RuleSet, RuleSettings
 from gateway.upstream import Upstream
@@ -72,10 +74,22 @@ class Learner:
         batches = await self.reconciler.unforgotten(batches)  # done without a word extracted
         for jobs in batches:
             await settle(self.reconciler.memory, jobs)  # a yes or no to a confirmation, before anything new is learned
-        groups = await asyncio.gather(*(self._extract(jobs) for jobs in batches))
+        said = {jobs[0].id: self._episodes(jobs) for jobs in batches}
+        groups = await asyncio.gather(*(self._extract(jobs, said[jobs[0].id]) for jobs in batches))
+        # The user's own words first, in one commit: the facts learned from them link to them.
+        causes = {e.id: f"job:{job.id}" for jobs in batches for job in jobs for e in said[jobs[0].id][job.id]}
+        if causes:
+            kept = list({e.id: e for jobs in batches for job in jobs for e in said[jobs[0].id][job.id]}.values())
+            await self.reconciler.memory.write(kept, cause=causes, learned={(g.tenant, g.user): g.learned for g in groups})
         await self.reconciler.apply(groups)
 
-    async def _extract(self, jobs: Sequence[Job]) -> Group:
+    @staticmethod
+    def _episodes(jobs: Sequence[Job]) -> dict[int, list[Memory]]:
+        """Each job's user turns as archival episodes (see gateway/memory/archival.py)."""
+        return {job.id: episodes(job.tenant, job.user, job.agent, job.session, [m.text for m in job.messages if m.role == "user" and m.source],
+                                 job.request_id, job.created_at) for job in jobs}
+
+    async def _extract(self, jobs: Sequence[Job], said: dict[int, list[Memory]]) -> Group:
         first = jobs[0]
         extractor = self.extractor_for(first.extractor, first.api_key, len(jobs))
         items: list[Sourced] = []
@@ -83,7 +97,7 @@ class Learner:
             # Offline and cheap: per job, so each memory is attributed to the request that taught it.
             for job in jobs:
                 found = await extractor.extract(job.messages, job.reply)
-                items += [Sourced(c, job.id, i, job.request_id, job.session) for i, c in enumerate(found)]
+                items += [Sourced(c, job.id, i, job.request_id, job.session, source_of(c.text, said[job.id])) for i, c in enumerate(found)]
         elif isinstance(extractor, LLMExtractor):
             # One upstream call for the batch (more if it is long): attributed to its first job (stable on replay).
             parts = chunks([m for job in jobs for m in job.messages], MAX_PROMPT_CHARS)
@@ -94,7 +108,8 @@ class Learner:
             critical = self.rule(first.rule).critical
             for part in parts:
                 found += await verified(extractor, await extractor.extract(part, jobs[-1].reply), part, critical)
-            items = [Sourced(c, first.id, i, first.request_id, first.session) for i, c in enumerate(found)]
+            told = [e for job in jobs for e in said[job.id]]
+            items = [Sourced(c, first.id, i, first.request_id, first.session, source_of(c.text, told)) for i, c in enumerate(found)]
         cause = f"job:{first.id}" if len(jobs) == 1 else f"job:{first.id}-{jobs[-1].id}"
         judge = extractor.judge if isinstance(extractor, LLMExtractor) else None
         parents = tuple(dict.fromkeys(job.trace_parent for job in jobs if job.trace_parent))

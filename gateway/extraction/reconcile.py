@@ -49,6 +49,7 @@ class Sourced:
     position: int
     request_id: str
     session: str | None = None
+    episode: str | None = None  # the archival episode (the user's turn) it was extracted from
 
 
 @dataclass
@@ -175,7 +176,7 @@ class Reconciler:
             if same is None:
                 same = Memory(id=mid, tenant=tenant, user_id=user, text=c.text, kind=c.kind, agent_id=agent, session_id=sourced.session,
                               vector=np.asarray(vector, dtype=np.float32), created_at=now, updated_at=now, confidence=c.confidence,
-                              source_request_id=sourced.request_id)  # the service flags instruction-like text
+                              source_request_id=sourced.request_id, source_episode=sourced.episode)  # the service flags instruction-like text
                 new.append(same)
                 plan.causes[mid] = group.cause
             elif same.id != mid and all(same is not m for m in new):

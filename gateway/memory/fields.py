@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.identity import validate_id
-from gateway.memory.records import STORED_KINDS
+from gateway.memory.records import STORED_KINDS, TIERS
 
 MAX_TEXT_CHARS = 4000
 MAX_COUNT = 2**63 - 1  # use_count is an int64 column
@@ -60,6 +60,12 @@ def memory_text(body: dict[str, Any], required: bool) -> str | None:
 def memory_kind(value: Any) -> str | None:
     if value is not None and value not in STORED_KINDS:
         raise FieldError("kind", f"field 'kind' must be one of {', '.join(STORED_KINDS)}")
+    return value
+
+
+def memory_tier(value: Any) -> str | None:
+    if value is not None and value not in TIERS:
+        raise FieldError("tier", f"field 'tier' must be one of {', '.join(TIERS)}")
     return value
 
 

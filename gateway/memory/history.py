@@ -24,22 +24,29 @@ class History:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
 
-    async def record(self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str) -> None:
+    async def record(
+        self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str, tier: str | None = None,
+    ) -> None:
         """Record one change of a memory: one row, written as it happens."""
         if action not in ACTIONS:
             raise ValueError(f"unknown history action {action!r}")
         await write(
             self.db,
-            "INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at) VALUES (?,?,?,?,?,?,?,?)",
-            (tenant, user, memory_id, action, old_text, new_text, cause, time.time()),
+            "INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at, tier) VALUES (?,?,?,?,?,?,?,?,?)",
+            (tenant, user, memory_id, action, old_text, new_text, cause, time.time(), tier),
         )
 
     async def for_memory(self, tenant: str, user: str, memory_id: str) -> list[dict]:
-        """Changes to one memory, oldest first."""
-        sql = "SELECT action, old_text, new_text, cause, at FROM history WHERE tenant = ? AND user_id = ? AND memory_id = ? ORDER BY seq"
+        """Changes to one memory, oldest first; a change recorded without its tier (a removal) has the
+        tier of the change before it."""
+        sql = "SELECT action, old_text, new_text, cause, at, tier FROM history WHERE tenant = ? AND user_id = ? AND memory_id = ? ORDER BY seq"
         async with self.db.execute(sql, (tenant, user, memory_id)) as cur:
             rows = await cur.fetchall()
-        return [{"action": r["action"], "old_text": r["old_text"], "new_text": r["new_text"], "cause": r["cause"], "at": r["at"]} for r in rows]
+        out, tier = [], None
+        for r in rows:
+            tier = r["tier"] or tier
+            out.append({"action": r["action"], "old_text": r["old_text"], "new_text": r["new_text"], "cause": r["cause"], "at": r["at"], "tier": tier})
+        return out
 
     async def forget_user(self, tenant: str, user: str) -> int:
         cur = await write(self.db, "DELETE FROM history WHERE tenant = ? AND user_id = ?", (tenant, user))

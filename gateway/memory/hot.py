@@ -13,11 +13,9 @@ import numpy as np
 from gateway.memory.confirmations import held_for
 from gateway.memory.keywords import KeywordIndex
 from gateway.metrics import Metrics
-from gateway.memory.records import Memory
+from gateway.memory.records import CORE_KINDS, Memory
 from gateway.memory.scopes import REVALIDATE_SECONDS
 from gateway.memory.store import MemoryStore
-
-CORE_KINDS = ("preference",)  # standing preferences join pinned memories in the core profile
 
 log = logging.getLogger("memgate.hot")
 Key = tuple[str, str]
@@ -49,6 +47,7 @@ class UserMemories:
         self.flagged = np.fromiter((m.flagged for m in ms), bool, len(ms))
         self.pinned = np.fromiter((m.pinned for m in ms), bool, len(ms))
         self.core_kind = np.fromiter((m.kind in CORE_KINDS for m in ms), bool, len(ms))
+        self.archival = np.fromiter((m.tier == "archival" for m in ms), bool, len(ms))
         self.agent_code = np.fromiter((self.agents.setdefault(m.agent_id, len(self.agents) + 1) if m.agent_id else 0 for m in ms), np.int32, len(ms))
         self.written_at = np.fromiter((m.updated_at or m.created_at for m in ms), np.float64, len(ms))
         self.used_at = np.fromiter((m.last_used_at or 0.0 for m in ms), np.float64, len(ms))

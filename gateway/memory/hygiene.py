@@ -11,6 +11,8 @@ Per user, in order (pinned memories are never removed by any of them):
   or since creation when never used) are expired (reason `unused`).
 - the cap (`max_memories`, or the gateway's `max_memories_per_user` when 0): above it, the least
   useful active memories are evicted (reason `cap`). Superseded rows do not count toward the cap.
+  Archival episodes count toward their own cap (`max_episodes_per_user`), never toward this one, so
+  a talkative user's turns never evict their facts.
 
 Only the cap is on by default. Removals go through MemoryService (hot tier coherent) and are
 recorded in the history with action `expire` or `evict` and cause `hygiene`. A pass plans from a
@@ -71,7 +73,7 @@ def still(reason: str, rule: RuleSettings, now: float) -> str:
     return f"{kept} AND superseded_by IS NULL"  # the cap counts active memories only
 
 
-def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float) -> dict[str, list[Memory]]:
+def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float, episode_cap: int = 0) -> dict[str, list[Memory]]:
     """What to remove from one user's rows, by reason. Pure: the tests and the pass share it."""
     out: dict[str, list[Memory]] = {reason: [] for reason in HYGIENE_REASONS}
     keep: list[Memory] = []
@@ -84,11 +86,12 @@ def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float) -
             out["unused"].append(m)
         else:
             keep.append(m)
-    cap = rule.max_memories or default_cap
     active = [m for m in keep if m.superseded_by is None]
-    if cap > 0 and len(active) > cap:
-        candidates = sorted((m for m in active if not m.pinned), key=lambda m: (usefulness(m, now), m.created_at, m.id))
-        out["cap"] = candidates[: len(active) - cap]
+    for cap, tier in ((rule.max_memories or default_cap, False), (episode_cap, True)):
+        counted = [m for m in active if (m.tier == "archival") == tier]
+        if cap > 0 and len(counted) > cap:
+            candidates = sorted((m for m in counted if not m.pinned), key=lambda m: (usefulness(m, now), m.created_at, m.id))
+            out["cap"] += candidates[: len(counted) - cap]
     return out
 
 
@@ -116,7 +119,7 @@ class Hygiene:
                     now = time.time()
                     rows = await service.store.rows(tenant, user)
                     await self._redact_gone(service, tenant, user, {m.id for m in rows})
-                    doomed = plan(rows, rule, self.settings.max_memories_per_user, now)
+                    doomed = plan(rows, rule, self.settings.max_memories_per_user, now, self.settings.max_episodes_per_user)
                     for reason, memories in doomed.items():
                         if memories:
                             action = "evict" if reason == "cap" else "expire"

@@ -33,8 +33,12 @@ def quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).translate(_ESCAPED)
 
 
+ARCHIVAL_LABEL = "user said"  # an archival episode is the user's own words, not a fact we derived
+
+
 def render_line(memory: Memory, template: str) -> str:
-    return _line(memory.text, memory.kind, _day_number(memory.created_at), template, unsure(memory))
+    label = ARCHIVAL_LABEL if memory.tier == "archival" else memory.kind
+    return _line(memory.text, label, _day_number(memory.created_at), template, unsure(memory))
 
 
 def render_confirmation(stored: Memory, said: Memory, template: str) -> str:
@@ -65,6 +69,8 @@ def _line(text: str, kind: str, day_number: int | None, template: str, doubtful:
     except (OverflowError, ValueError, OSError):
         day = "undated"
     if template == "compact":
+        if kind == ARCHIVAL_LABEL:
+            return f"{day} {ARCHIVAL_LABEL} {quoted(text)}\n"
         return f"{day}{' (unsure)' if doubtful else ''} {quoted(text)}\n"
     return f"- ({day}, {kind}{', unsure' if doubtful else ''}) {quoted(text)}\n"
 

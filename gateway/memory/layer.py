@@ -13,7 +13,7 @@ from gateway.exchange import ChatContext, Reply
 from gateway.memory.counts import NeedsThread
 from gateway.memory.fitting import Plan, plan
 from gateway.memory.inject import pack
-from gateway.memory.recall import Query, core_profile, query_text, rank
+from gateway.memory.recall import EPISODE_MIN_SCORE, Query, core_profile, query_text, rank, relevance_of
 from gateway.memory.records import SUMMARY_KIND, Memory
 from gateway.memory.service import MemoryService
 from gateway.memory.sessions import due, previous_summary, session_of, summarize, summary_id, user_texts
@@ -81,15 +81,23 @@ class MemoryLayer:
             return None
         text = query_text(payload)
         ranked: list[tuple[Memory, float]] = []
+        said: list[tuple[Memory, float]] = []
         if text:
             query = Query.of(text, (await service.embedder.embed([text]))[0])
-            ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged)
+            scores = relevance_of(entry, query)  # once for both tiers
+            ranked = rank(entry, query, agent=identity.agent, top_k=rule.top_k, min_score=rule.min_score, include_flagged=rule.include_flagged,
+                          archival=False, scores=scores)
             ranked = [(m, score) for m, score in ranked if m.kind != SUMMARY_KIND]  # only the previous session's, below
+            if rule.episodes_top_k and entry.archival.any():
+                said = rank(entry, query, agent=identity.agent, top_k=rule.episodes_top_k, min_score=max(rule.min_score, EPISODE_MIN_SCORE),
+                            include_flagged=rule.include_flagged, archival=True, scores=scores)
         core = core_profile(entry, ranked, agent=identity.agent, include_flagged=rule.include_flagged)
         last = previous_summary(entry.memories, identity.agent, session)
         if last is not None:  # "last time: ..." opens the core profile
             core = [last, *(m for m in core if m.id != last.id)]
-        packed = pack(core, [m for m, _ in ranked], budget, rule.core_budget_tokens, rule.template, ctx.model, appending,
+        # The user's own words come after the core profile and the facts: they fill what budget is left.
+        relevant = [m for m, _ in ranked] + [m for m, _ in said]
+        packed = pack(core, relevant, budget, rule.core_budget_tokens, rule.template, ctx.model, appending,
                       entry.confirmations(identity.agent))
         if not packed.memories and not packed.confirmations:
             return None

@@ -10,15 +10,18 @@ from typing import Any
 import numpy as np
 
 from gateway.exchange import content_texts, well_formed
-from gateway.memory.hot import CORE_KINDS, UserMemories
+from gateway.memory.hot import UserMemories
 from gateway.memory.keywords import terms
-from gateway.memory.records import Memory
+from gateway.memory.records import CORE_KINDS, Memory
 
 # Fusion weights, tuned on the dev half of bench/data (bench/bench_recall_quality.py prints both halves).
 DENSE_WEIGHT = 0.5
 RRF_K = 60
 PRIOR_WEIGHT = 0.05  # a tie-breaker: relevance decides, recency and use nudge
 PRIOR_SHORTLIST = 64  # the prior is computed for this many (+ 4 x top_k) best-relevance candidates
+# An episode below this fused relevance is not injected: a turn sharing no word and little meaning with
+# the question is noise (tuned with episodes_top_k on the dev half: bench/bench_archival_quality.py --sweep).
+EPISODE_MIN_SCORE = 0.1
 PRIOR_RECENCY_DAYS = 90.0  # ranking prior: a memory untouched this many days has lost 63% of its recency
 CONFIDENCE_WEIGHT = 0.5  # a memory of confidence c scores (1 - 0.5 (1 - c)) of its relevance: 0.75 at c = 0.5
 # A short last message ("and in summer?") borrows this much preceding user text.
@@ -80,19 +83,28 @@ def prior(entry: UserMemories, index: np.ndarray, now: float) -> np.ndarray:
 def trust(entry: UserMemories, index: np.ndarray) -> np.ndarray:
     """The share of its relevance a memory keeps for its confidence: 1 when sure, 0.5 at confidence 0."""
     return 1.0 - CONFIDENCE_WEIGHT * (1.0 - entry.confidence[index])
+def relevance_of(entry: UserMemories, query: Query, method: str = "score", weight: float = DENSE_WEIGHT) -> np.ndarray:
+    """Fused relevance of every memory of the user (all tiers) to the query."""
+    return fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)
 
 
 def rank(
     entry: UserMemories, query: Query, *, agent: str | None = None, top_k: int = 12, min_score: float = 0.0,
     include_flagged: bool = False, every_agent: bool = False, method: str = "score", weight: float = DENSE_WEIGHT, now: float | None = None,
+    archival: bool | None = None, scores: np.ndarray | None = None,
 ) -> list[tuple[Memory, float]]:
     """The best `top_k` memories for the query, best first, with their scores: fused relevance (0..1 with the
     default 'score' fusion) times `trust` (confidence), nudged down by at most PRIOR_WEIGHT for a stale,
-    unused memory. Memories scoring 0 (no shared meaning, no shared word) or below `min_score` are left out."""
+    unused memory. Memories scoring 0 (no shared meaning, no shared word) or below `min_score` are left out.
+    `archival` True ranks only episodes, False everything else, None every tier; `scores` reuses a `relevance_of`."""
     if len(entry) == 0 or top_k <= 0:
         return []
-    visible = np.flatnonzero(entry.visible(agent, include_flagged, every_agent))
-    trusted = fuse(entry.matrix @ query.vector, entry.keywords.scores(query.terms), method, weight)[visible] * trust(entry, visible)
+    mask = entry.visible(agent, include_flagged, every_agent)
+    if archival is not None:
+        mask &= entry.archival if archival else ~entry.archival
+    visible = np.flatnonzero(mask)
+    relevance = relevance_of(entry, query, method, weight) if scores is None else scores
+    trusted = relevance[visible] * trust(entry, visible)
     keep = (trusted >= min_score) & (trusted > 0)  # the prior only lowers a score: this drops nothing that could pass
     candidates, trusted = visible[keep], trusted[keep]
     if len(candidates) == 0:

@@ -12,9 +12,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from gateway.metrics import MEMORY_TIERS
+
 KINDS = ("fact", "preference", "decision", "goal", "event", "note")  # what extractors may learn
 SUMMARY_KIND = "summary"  # a session's running summary (gateway/memory/sessions.py), never extracted
 STORED_KINDS = (*KINDS, SUMMARY_KIND)
+# MemGPT's split: core is always injected (pinned memories, standing preferences), recall holds
+# extracted facts, archival the user's own turns verbatim (episodes).
+TIERS = MEMORY_TIERS
+CORE_KINDS = ("preference",)  # standing preferences join pinned memories in the core profile
 META_EMBEDDER = b"memgate.embedder"
 META_DIM = b"memgate.dim"
 
@@ -43,6 +49,8 @@ class Memory:
     pinned: bool = False
     flagged: bool = False
     tokens: int = 0
+    tier: str | None = None  # None: derived from kind and pinned when written (see tier_for)
+    source_episode: str | None = None  # the archival episode an extracted memory came from
 
     def public(self) -> dict[str, Any]:
         """JSON-safe view for the admin API (no vector)."""
@@ -50,6 +58,14 @@ class Memory:
 
 
 COLUMNS = tuple(f.name for f in fields(Memory))
+
+
+def tier_for(kind: str, pinned: bool, tier: str | None = None) -> str:
+    """A memory's tier: archival stays archival (an episode pinned is still the user's words), else
+    core for pinned memories and standing preferences, recall for the rest."""
+    if tier == "archival":
+        return tier
+    return "core" if pinned or kind in CORE_KINDS else "recall"
 
 
 def schema(dim: int, embedder_name: str) -> pa.Schema:
@@ -73,6 +89,8 @@ def schema(dim: int, embedder_name: str) -> pa.Schema:
             pa.field("pinned", pa.bool_()),
             pa.field("flagged", pa.bool_()),
             pa.field("tokens", pa.int32()),
+            pa.field("tier", pa.string()),
+            pa.field("source_episode", pa.string()),
         ],
         metadata={META_EMBEDDER: embedder_name.encode(), META_DIM: str(dim).encode()},
     )
@@ -121,4 +139,4 @@ def to_arrow(memories: list[Memory], schema: pa.Schema, dim: int) -> pa.Table:
     return pa.table([arrays[n] for n in schema.names], schema=schema)
 
 
-__all__ = ["KINDS", "SUMMARY_KIND", "STORED_KINDS", "COLUMNS", "Memory", "StoreMismatch", "schema", "rows_to_memories", "to_arrow", "cursor_encode", "cursor_decode"]
+__all__ = ["KINDS", "SUMMARY_KIND", "STORED_KINDS", "TIERS", "CORE_KINDS", "tier_for", "COLUMNS", "Memory", "StoreMismatch", "schema", "rows_to_memories", "to_arrow", "cursor_encode", "cursor_decode"]

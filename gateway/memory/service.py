@@ -18,7 +18,8 @@ from gateway.memory.hot import HotTier
 from gateway.memory.poisoning import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.metrics import Metrics
 from gateway.memory.recall import Query, rank
-from gateway.memory.records import STORED_KINDS, Memory
+from gateway.memory.records import STORED_KINDS, TIERS, Memory, tier_for
+from gateway.memory.redaction import redact, redact_all
 from gateway.memory.store import MemoryStore
 from gateway.memory.tombstones import Tombstones
 from gateway.memory.userlocks import Key, UserLocks
@@ -41,7 +42,9 @@ class Embedder(Protocol):
 
 
 class History(Protocol):
-    async def record(self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str) -> None: ...
+    async def record(
+        self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str, tier: str | None = None,
+    ) -> None: ...
 
     async def redact(self, tenant: str, user: str, memory_ids: list[str]) -> int: ...
 
@@ -112,11 +115,19 @@ class MemoryService:
         tenant, user, mid = (m.tenant, m.user_id, m.id) if isinstance(m, Memory) else m
         self.metrics.memories_written.labels(action).inc()
         if self.history is not None:
-            await self.history.record(tenant, user, mid, action, old, new, cause)
+            await self.history.record(tenant, user, mid, action, old, new, cause, m.tier if isinstance(m, Memory) else None)
 
     async def _prepare(self, memories: list[Memory]) -> None:
-        """Fill what a writer may leave out: vector, token count, timestamps, the instruction flag."""
+        """Fill what a writer may leave out: vector, token count, timestamps, tier, the instruction flag;
+        mask secrets in the text first (every tier, every writer)."""
         now = time.time()
+        for m in memories:
+            if m.tier is not None and m.tier not in TIERS:
+                raise ValueError(f"unknown memory tier {m.tier!r}")
+            m.tier = tier_for(m.kind, m.pinned, m.tier)
+        for m, text in zip(memories, await asyncio.to_thread(redact_all, [m.text for m in memories])):
+            if text != m.text:
+                m.text, m.vector = text, None  # a vector of the unmasked text would still carry the secret
         missing = [m for m in memories if m.vector is None]
         if missing:
             for m, vector in zip(missing, await self.embedder.embed([m.text for m in missing])):
@@ -158,6 +169,7 @@ class MemoryService:
             self._commits += 1
             self.hot.added(inserted)
             for m in inserted:
+                self.metrics.memories_stored.labels(m.tier).inc()
                 await self._record(m, "add", None, m.text, cause if isinstance(cause, str) else cause.get(m.id, "extraction"))
         return inserted
 
@@ -177,8 +189,11 @@ class MemoryService:
             changes["kind"] = kind
         if pinned is not None:
             changes["pinned"] = pinned
+        if kind is not None or pinned is not None:
+            changes["tier"] = tier_for(changes.get("kind", current.kind), changes.get("pinned", current.pinned), current.tier)
         if confidence is not None:
             changes["confidence"] = confidence
+        text = None if text is None else await asyncio.to_thread(redact, text)
         if text is not None and text != current.text:
             [(count, instruction)] = await asyncio.to_thread(text_facts, [text])
             changes.update(text=text, vector=(await self.embedder.embed([text]))[0], tokens=count, flagged=instruction)
@@ -204,6 +219,12 @@ class MemoryService:
             self._commits += 1
             self.hot.removed(tenant, user, [old_id])
             await self._record(old, "supersede", old.text, new_text, cause)
+            # The user's own words that stated the old fact must not bring it back through the archival tier.
+            episode = await self.store.get(tenant, user, old.source_episode) if old.source_episode else None
+            if episode is not None and episode.superseded_by is None:
+                await self.store.supersede(tenant, user, episode.id, new_id)
+                self.hot.removed(tenant, user, [episode.id])
+                await self._record(episode, "supersede", episode.text, new_text, cause)
 
     async def ask_to_confirm(self, stored: Memory, said: Memory, cause: str, *, learned: float | None = None) -> None:
         """Record that `said` (written held back) waits for the user to confirm it over `stored`."""
@@ -263,21 +284,27 @@ class MemoryService:
     # -- reads -------------------------------------------------------------------------------------
 
     async def nearest(self, tenant: str, user: str, vector: np.ndarray, k: int = 5) -> list[tuple[Memory, float]]:
-        """Cosine-nearest active memories (all agents), for reconciliation."""
+        """Cosine-nearest active memories (all agents, archival episodes aside), for reconciliation."""
         entry = await self.hot.get(tenant, user)
         if len(entry) == 0:
             return []
-        scores = entry.matrix @ np.asarray(vector, dtype=np.float32)
+        scores = np.where(entry.archival, -np.inf, entry.matrix @ np.asarray(vector, dtype=np.float32))
+        k = min(k, int((~entry.archival).sum()))
         best = np.argsort(-scores)[:k]
         return [(entry.memories[i], float(scores[i])) for i in best]
 
-    async def search(self, tenant: str, user: str, text: str, top_k: int = 10, *, agent: str | None = None) -> list[tuple[Memory, float]]:
-        """An operator's search: flagged memories included; with `agent`, what that agent sees, else every agent's."""
+    async def search(
+        self, tenant: str, user: str, text: str, top_k: int = 10, *, agent: str | None = None, tier: str | None = None,
+    ) -> list[tuple[Memory, float]]:
+        """An operator's search: flagged memories included; with `agent`, what that agent sees, else every
+        agent's; with `tier`, that tier's memories only, else the core and recall tiers (as listing does)."""
         entry = await self.hot.get(tenant, user)
         if len(entry) == 0:
             return []
         query = Query.of(text, (await self.embedder.embed([text]))[0])
-        return rank(entry, query, agent=agent, top_k=top_k, include_flagged=True, every_agent=agent is None)
+        found = rank(entry, query, agent=agent, top_k=len(entry) if tier in ("core", "recall") else top_k, include_flagged=True,
+                     every_agent=agent is None, archival=tier == "archival")
+        return [(m, score) for m, score in found if tier is None or m.tier == tier][:top_k]
 
     # -- usage and compaction, off the request path ---------------------------------------------------
 

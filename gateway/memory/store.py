@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from lancedb.index import FTS, BTree, IvfPq
 
 from gateway.memory.confirmations import PREFIX as PENDING
-from gateway.memory.records import COLUMNS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
+from gateway.memory.records import COLUMNS, CORE_KINDS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from gateway.memory.scopes import ScopeDirectory
 
 # Past this many unseen commits, assume some were another replica's rather than checking each.
@@ -81,6 +81,7 @@ class MemoryStore:
                     f"{embedder_name!r} ({dim} dims): use the original embedder, or `memgate export` with it and `memgate import` into a new --data-dir, which re-embeds"
                 )
             store = cls(db, table, embedder_name, dim)
+            await store.migrate()
         else:
             table = await db.create_table(TABLE, schema=schema(dim, embedder_name), exist_ok=True)
             store = cls(db, table, embedder_name, dim)
@@ -101,6 +102,18 @@ class MemoryStore:
             return meta.get(META_EMBEDDER, b"").decode(), int(meta.get(META_DIM, b"0") or 0)
         finally:
             db.close()
+
+    async def migrate(self) -> None:
+        """Add the columns a table made by an older memgate lacks; an old row's tier follows from its
+        kind and pin (core or recall: episodes did not exist yet)."""
+        have = set((await self.table.schema()).names)
+        missing = [f for f in self.schema if f.name not in have]
+        if not missing:
+            return
+        await self.table.add_columns(missing)
+        if "tier" in {f.name for f in missing}:
+            await self.table.update(updates_sql={"tier": "'core'"}, where=f"tier IS NULL AND (pinned IS TRUE OR {one_of('kind', CORE_KINDS)})")
+            await self.table.update(updates_sql={"tier": "'recall'"}, where="tier IS NULL")
 
     async def ensure_indexes(self) -> None:
         """Scalar indexes on the scope columns, full text on text, ANN once the table is large."""
@@ -250,12 +263,15 @@ class MemoryStore:
         return await self._query(f"{scope(tenant, user)} AND (superseded_by IS NULL OR superseded_by LIKE '{PENDING}%')")
 
     async def list(
-        self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False
+        self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False,
+        tier: str | None = None,
     ) -> tuple[list[Memory], str | None]:
         """Newest first, `limit` at a time; pass the returned cursor back for the next page."""
         where = scope(tenant, user)
         if kind is not None:
             where += f" AND kind = {sql_literal(kind)}"
+        # Without a tier: what memgate derived (core, recall); the user's verbatim episodes are asked for by name.
+        where += f" AND tier = {sql_literal(tier)}" if tier is not None else " AND (tier IS NULL OR tier <> 'archival')"
         if not include_superseded:
             where += " AND superseded_by IS NULL"
         if cursor is not None:

@@ -187,3 +187,12 @@ def test_the_cap_leaves_exactly_the_cap_or_only_pinned_memories(rows: list[tuple
         assert all(usefulness(m, NOW) <= min(kept_scores, default=math.inf) for m in out["cap"])
     else:
         assert evicted == set()
+
+
+def test_episodes_count_toward_their_own_cap_and_never_evict_facts() -> None:
+    now = 1_000_000.0
+    facts = [Memory(id=f"f{i}", tenant="t", user_id="u", text="f", created_at=now - i, tier="recall") for i in range(3)]
+    said = [Memory(id=f"e{i}", tenant="t", user_id="u", text="e", created_at=now - i, tier="archival") for i in range(6)]
+    doomed = plan(facts + said, RuleSettings(max_memories=3), 5000, now, episode_cap=4)
+    assert sorted(m.id for m in doomed["cap"]) == ["e4", "e5"]  # the two oldest episodes; all three facts stay
+    assert plan(facts + said, RuleSettings(max_memories=2), 5000, now)["cap"] == [facts[2]]  # no episode cap: episodes kept

@@ -22,7 +22,7 @@ def full(id: str = "m1", **changes: object) -> Memory:
         id=id, tenant="acme", user_id="u-1", text="User lives in Zürich 🏔", kind="preference", agent_id="coder", session_id="s1",
         vector=np.array([0.1, -0.2, 0.3, 0.4], dtype=np.float32), created_at=1_700_000_000.5, updated_at=1_700_000_100.25,
         last_used_at=1_700_000_200.0, use_count=3, confidence=0.75, source_request_id="req-1", superseded_by="m2", pinned=True,
-        flagged=True, tokens=9,
+        flagged=True, tokens=9, tier="core", source_episode="e1",
     )
     values.update(changes)
     return Memory(**values)  # type: ignore[arg-type]
