@@ -96,7 +96,8 @@ def test_no_keeps_the_old_value_drops_the_new_one_and_the_confirmation_disappear
     after = stored(gw, "noah")
     assert "User's name is Noa" not in after and after["User's name is Noah"]["superseded_by"] is None
     block = block_for(gw, upstream, "noah", "How should you address me?")
-    assert "confirm" not in block and injected_texts(upstream.last_chat()) == ["User's name is Noah"]
+    injected = injected_texts(upstream.last_chat())  # the kept fact, and maybe the user's own words that stated it
+    assert "confirm" not in block and injected[0] == "User's name is Noah" and not {"User's name is Noa", "My name is Noa."} & set(injected)
     kept = after["User's name is Noah"]["id"]
     assert steps(gw, "noah", kept) == [("add", "add"), ("confirm", "asked"), ("confirm", "no")]
     assert steps(gw, "noah", held["id"]) == [("add", "add"), ("delete", "delete")]

@@ -168,6 +168,7 @@ QUIET_METRICS = {
     "memgate_hygiene_removed_total", "memgate_requests_in_flight", "process_start_time_seconds", "memgate_rules_reloads_total",
     "memgate_extraction_llm_problems_total",  # the module's gateway runs the heuristic extractor
     "memgate_overflow_total", "memgate_overflow_dropped_messages_total",
+    "memgate_prefetch_users", "memgate_prefetch_seconds",  # the module's gateway starts with no users to prefetch
 }
 
 

@@ -80,7 +80,7 @@ def test_with_tail_each_turn_starts_with_the_previous_request_up_to_its_block(gw
     assert b"You are a travel agent." in first[:block_at] and first.count(START.encode()) == 1
     # With the block in the system prompt, the changed memories break the prefix inside the system prompt.
     sys_first, sys_second = two_turns(gw, upstream, path, APIS[path], user, "system", "The user travels with a dog")
-    assert common_prefix(sys_first, sys_second) < sys_first.index(END.encode()) < sys_first.index(b"I need a trip plan")
+    assert common_prefix(sys_first, sys_second) < sys_first.index(END.encode()) < sys_first.rindex(b"I need a trip plan")  # the conversation's turn (an earlier one may be quoted in the block)
 
 
 def test_tail_blocks_sit_right_before_the_latest_user_turn_in_each_api(gw: Gateway, upstream: FakeUpstream) -> None:

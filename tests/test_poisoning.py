@@ -66,7 +66,8 @@ def test_a_standing_request_about_answers_is_a_preference_but_one_carrying_an_at
     [kept] = memories(gw, "francophone", tenant=tenant_of(EXTRACTION_KEY))
     assert (kept["text"], kept["kind"], kept["flagged"]) == ("User prefers that the assistant always answer in French", "preference", False)
     say(gw, "francophone", "What is a good name for a bakery?")
-    assert injected_texts(upstream.last_chat()) == [kept["text"]]
+    injected = injected_texts(upstream.last_chat())  # the preference, and maybe the user's own dated words (archival)
+    assert injected[0] == kept["text"] and not any("ignore previous instructions" in text for text in injected)
 
 
 def test_admin_added_instructions_are_flagged_counted_listed_and_never_injected(gw: Gateway, upstream: FakeUpstream) -> None:

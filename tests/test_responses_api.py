@@ -49,8 +49,8 @@ def user_texts(gw: Gateway, user: str) -> list[str]:
 
 def test_safety_identifier_names_the_user_on_chat_completions_and_responses(gw: Gateway, upstream: FakeUpstream) -> None:
     add_memory(gw, KEY, "safe-sam", "Sam keeps bees on the roof")
-    chat = client(gw).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "Tell me about my bees"}], safety_identifier="safe-sam")
+    chat = client(gw).chat.completions.with_raw_response.create(  # read only: the turn is not learned as an episode
+        model="gpt-4o", messages=[{"role": "user", "content": "Tell me about my bees"}], safety_identifier="safe-sam", extra_headers={"X-Memory-Mode": "read"})
     assert chat.headers["X-Memory-Status"] == "ok" and chat.headers["X-Memory-Injected"] == "1"
     assert "Sam keeps bees on the roof" in upstream.last_chat()["messages"][0]["content"]
     reply = client(gw).responses.with_raw_response.create(model="gpt-4o", input="Tell me about my bees", safety_identifier="safe-sam")

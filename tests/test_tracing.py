@@ -124,13 +124,14 @@ def test_recall_and_learning_are_memory_spans_linked_to_their_request_without_me
     assert created.attributes["gen_ai.operation.name"] == "create_memory" and created.attributes["memgate.memory.count"] == 1
 
     recall_trace, _, traceparent = caller_context()
-    chat(gw, "una-7f3k", "Where do I live?", traceparent)
+    answered = chat(gw, "una-7f3k", "Where do I live?", traceparent)
     server = in_trace(receiver, "memgate-traced", recall_trace, "POST /v1/chat/completions")
     search = in_trace(receiver, "memgate-traced", recall_trace, "search_memory")
-    assert search.parent_span_id == server.span_id
+    assert search.parent_span_id == server.span_id and int(answered.headers["X-Memory-Injected"]) >= 1
     assert {k: search.attributes.get(k) for k in ("gen_ai.operation.name", "gen_ai.memory.search.result.count", "memgate.recall.status",
                                                  "memgate.recall.top_k", "memgate.recall.timeout_ms")} == {
-        "gen_ai.operation.name": "search_memory", "gen_ai.memory.search.result.count": 1, "memgate.recall.status": "ok",
+        # The fact and, in the archival tier, the user's own words that stated it: as many as were injected.
+        "gen_ai.operation.name": "search_memory", "gen_ai.memory.search.result.count": int(answered.headers["X-Memory-Injected"]), "memgate.recall.status": "ok",
         "memgate.recall.top_k": RuleSettings().top_k, "memgate.recall.timeout_ms": 5000}  # the test harness's recall timeout
     spans = [s for s in receiver.spans if s.service == "memgate-traced"]
     recorded = all_values(spans)

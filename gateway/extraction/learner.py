@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from gateway.config import Settings
 from gateway.extraction.base import Extractor, Message
+from gateway.extraction.critical import answer
 from gateway.extraction.heuristic import HeuristicExtractor
 from gateway.extraction.llm import LLMExtractor
 from gateway.extraction.llm_status import LLMStatus
@@ -85,8 +86,10 @@ class Learner:
 
     @staticmethod
     def _episodes(jobs: Sequence[Job]) -> dict[int, list[Memory]]:
-        """Each job's user turns as archival episodes (see gateway/memory/archival.py)."""
-        return {job.id: episodes(job.tenant, job.user, job.agent, job.session, [m.text for m in job.messages if m.role == "user" and m.source],
+        """Each job's user turns as archival episodes (see gateway/memory/archival.py); a yes or no that may answer a
+        confirmation is no episode: it means something only next to the question."""
+        return {job.id: episodes(job.tenant, job.user, job.agent, job.session,
+                                 [m.text for m in job.messages if m.role == "user" and m.source and answer(m.text) is None],
                                  job.request_id, job.created_at) for job in jobs}
 
     async def _extract(self, jobs: Sequence[Job], said: dict[int, list[Memory]]) -> Group:

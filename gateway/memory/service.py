@@ -219,12 +219,16 @@ class MemoryService:
             self._commits += 1
             self.hot.removed(tenant, user, [old_id])
             await self._record(old, "supersede", old.text, new_text, cause)
-            # The user's own words that stated the old fact must not bring it back through the archival tier.
-            episode = await self.store.get(tenant, user, old.source_episode) if old.source_episode else None
-            if episode is not None and episode.superseded_by is None:
-                await self.store.supersede(tenant, user, episode.id, new_id)
-                self.hot.removed(tenant, user, [episode.id])
-                await self._record(episode, "supersede", episode.text, new_text, cause)
+            await self._retire_episode(old, new_id, new_text, cause)
+
+    async def _retire_episode(self, fact: Memory, successor_id: str, new_text: str | None, cause: str) -> None:
+        """The user's own words that stated a retired fact must not bring it back through the archival tier (under the user's lock)."""
+        tenant, user = fact.tenant, fact.user_id
+        episode = await self.store.get(tenant, user, fact.source_episode) if fact.source_episode else None
+        if episode is not None and episode.superseded_by is None:
+            await self.store.supersede(tenant, user, episode.id, successor_id)
+            self.hot.removed(tenant, user, [episode.id])
+            await self._record(episode, "supersede", episode.text, new_text, cause)
 
     async def ask_to_confirm(self, stored: Memory, said: Memory, cause: str, *, learned: float | None = None) -> None:
         """Record that `said` (written held back) waits for the user to confirm it over `stored`."""
@@ -251,6 +255,8 @@ class MemoryService:
             await self.supersede(tenant, user, stored.id, said.id, f"{cause}:yes", said.text, learned=learned)
         else:
             await self.remove(tenant, user, [said.id], "delete", f"{cause}:no")
+            async with self.locks.hold([(tenant, user)]):
+                await self._retire_episode(said, stored.id, stored.text, f"{cause}:no")
 
     async def delete(self, tenant: str, user: str, id: str, cause: str) -> bool:
         return await self.remove(tenant, user, [id], "delete", cause) == 1
