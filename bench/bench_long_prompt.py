@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_proxy import NGINX, free_port, start_nginx, wait_http  # noqa: E402
+from bench_proxy import NGINX, free_port, start_nginx, stop_all, wait_http  # noqa: E402
 
 from gateway.memory.tokens import count, message_texts  # noqa: E402
 from tests.conversations import conversation  # noqa: E402
@@ -154,13 +152,7 @@ def main() -> int:
     finally:
         if gateway is not None:
             gateway.stop()
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM if proc is not procs[0] else signal.SIGQUIT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
     return 0
 
 

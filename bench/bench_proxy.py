@@ -170,6 +170,17 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return get("VmRSS"), get("VmHWM")
 
 
+def stop_all(procs: list[subprocess.Popen], work: Path) -> None:
+    """Stop what a bench started, newest first (the first, nginx, by SIGQUIT: its graceful stop), and remove its work dir."""
+    for proc in reversed(procs):
+        proc.send_signal(signal.SIGTERM if proc is not procs[0] else signal.SIGQUIT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run (whole seconds: wrk takes no fractions)")
@@ -225,13 +236,7 @@ def main() -> int:
                 print(f"{label:<26} {conc:>4} {run.p50_ms:>8.3f} {run.p99_ms:>8.3f} {run.rps:>9.0f} {added[0]:>10} {added[1]:>10} {run.errors:>6} {rss:>12}")
         print("\ntargets: added p50 <= 1 ms at conc 1; >= 800 req/s at conc 64 (gateway default)")
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM if proc is not procs[0] else signal.SIGQUIT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
     return 0
 
 

@@ -18,8 +18,6 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_proxy import NGINX, WRK, REQUEST, Run, median_run, start_gateway, start_nginx, wrk
+from bench_proxy import NGINX, WRK, REQUEST, Run, median_run, start_gateway, start_nginx, stop_all, wrk
 
 VARIANTS: dict[str, dict[str, str]] = {  # name -> OTEL_* variables (the sink's endpoint is added to all but "off")
     "off": {},
@@ -145,13 +143,7 @@ def main() -> int:
         print(f"host load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print("\ntarget: tracing on adds <= 0.3 ms p50 over tracing off")
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM if proc is not procs[0] else signal.SIGQUIT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
     return 0
 
 

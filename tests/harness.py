@@ -49,6 +49,13 @@ def rules_for_tests(rules: Path | None, scratch: Path) -> Path:
     return rules
 
 
+def with_rules(upstream_url: str, root: Path, rules_file: str, rules: str, **settings: object) -> "Gateway":
+    """A gateway (not started) on `root`/data whose rules dir holds one file `rules_file` with `rules`."""
+    (root / "rules").mkdir()
+    (root / "rules" / rules_file).write_text(rules)
+    return Gateway(upstream_url, root / "data", rules=root / "rules", **settings)
+
+
 class Gateway:
     def __init__(self, upstream_url: str, data_dir: Path, rules: Path | str | None = None, *, production_rules: bool = False, **settings: object) -> None:
         """`production_rules=True` runs the shipped rules unchanged (benchmarks measure those)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -17,7 +16,7 @@ from gateway.memory import tokens
 
 from .extraction_helpers import flush, history, memories, say
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import Gateway, with_rules
 from .memory_helpers import injected_texts, memory_block
 
 EPISODE_CAP = 5
@@ -36,11 +35,8 @@ budget_tokens = 160
 
 @pytest.fixture(scope="module")
 def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("archival")
-    (root / "rules").mkdir()
-    (root / "rules" / "50-archival.toml").write_text(RULES)
-    gateway = Gateway(upstream.url, root / "data", rules=root / "rules", tenant_mode="none", hygiene_interval=0,
-                      max_episodes_per_user=EPISODE_CAP).start()
+    gateway = with_rules(upstream.url, tmp_path_factory.mktemp("archival"), "50-archival.toml", RULES, tenant_mode="none", hygiene_interval=0,
+                         max_episodes_per_user=EPISODE_CAP).start()
     yield gateway
     gateway.stop()
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import Gateway, with_rules
 from .memory_helpers import chat, memory_block, tenant_of
 
 DAY = 86400.0
@@ -41,10 +41,7 @@ ttl_days = 1
 
 @pytest.fixture(scope="module")
 def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("hygiene")
-    (root / "rules").mkdir()
-    (root / "rules" / "retention.toml").write_text(RULES)
-    gateway = Gateway(upstream.url, root / "data", rules=root / "rules", max_memories_per_user=CAP, hygiene_interval=0).start()
+    gateway = with_rules(upstream.url, tmp_path_factory.mktemp("hygiene"), "retention.toml", RULES, max_memories_per_user=CAP, hygiene_interval=0).start()
     yield gateway
     gateway.stop()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import Gateway, with_rules
 from .memory_helpers import add_memory, chat, injected_texts, memory_block, tenant_of
 
 KEY = "sk-ranking"
@@ -33,10 +33,7 @@ expire_unused_days = 30
 
 @pytest.fixture(scope="module")
 def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("ranking")
-    (root / "rules").mkdir()
-    (root / "rules" / "ranking.toml").write_text(RULES)
-    gateway = Gateway(upstream.url, root / "data", rules=root / "rules", hygiene_interval=0).start()
+    gateway = with_rules(upstream.url, tmp_path_factory.mktemp("ranking"), "ranking.toml", RULES, hygiene_interval=0).start()
     yield gateway
     gateway.stop()
 
