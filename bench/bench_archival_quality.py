@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT / "bench" / "data"))
 
 from make_recall_dataset import FACTS  # noqa: E402
 
-from gateway.config import load_settings  # noqa: E402
 from gateway.memory.embed import make_embedder  # noqa: E402
 from gateway.memory.hot import UserMemories  # noqa: E402
 from gateway.memory.inject import pack  # noqa: E402
@@ -89,9 +88,9 @@ def http_measures(gw: Gateway, upstream: FakeUpstream, questions: list[dict]) ->
     return out
 
 
-async def in_process(data_dir: Path, questions: list[dict], cache: Path) -> dict[str, list[float]]:
+async def in_process(data_dir: Path, questions: list[dict]) -> dict[str, list[float]]:
     """What recall would inject with each fusion method: the gateway's rank, core_profile and pack."""
-    embedder = make_embedder("local", cache_dir=cache)
+    embedder = make_embedder("local")
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
     rule = RuleSettings()
     out: dict[str, list[float]] = {}
@@ -118,10 +117,10 @@ async def in_process(data_dir: Path, questions: list[dict], cache: Path) -> dict
     return out
 
 
-async def sweep(data_dir: Path, questions: list[dict], cache: Path) -> None:
+async def sweep(data_dir: Path, questions: list[dict]) -> None:
     """Chat-path evidence share of hybrid +archival over the episode floor and count, on the dev half
     (even users) and the test half (odd users), to choose the shipped EPISODE_MIN_SCORE and episodes_top_k."""
-    embedder = make_embedder("local", cache_dir=cache)
+    embedder = make_embedder("local")
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
     rule = RuleSettings()
     entries = {u: UserMemories(await store.active(TENANT, u), embedder.dim, 0) for u in sorted({q["user"] for q in questions})}
@@ -151,7 +150,6 @@ def mean(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=48)
-    parser.add_argument("--model-cache", default=str(load_settings().model_cache_dir))
     parser.add_argument("--sweep", action="store_true", help="also sweep the episode floor and count (dev/test halves)")
     args = parser.parse_args()
     data = json.loads(DATA.read_text())
@@ -173,9 +171,9 @@ def main() -> None:
     finally:
         gw.stop()
         upstream.stop()
-    simulated = asyncio.run(in_process(work / "data", questions, Path(args.model_cache)))
+    simulated = asyncio.run(in_process(work / "data", questions))
     if args.sweep:
-        asyncio.run(sweep(work / "data", questions, Path(args.model_cache)))
+        asyncio.run(sweep(work / "data", questions))
     shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'variant':34} {'search R@5':>10} {'search R@10':>11} {'evidence in system msg':>23}")
     for name in ("dense", "keyword", "hybrid", "dense +archival", "keyword +archival", "hybrid +archival"):

@@ -26,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_recall_latency import API_KEY, MODEL_CACHE, memory_texts, start_upstream  # noqa: E402
+from bench.bench_recall_latency import API_KEY, memory_texts, start_upstream  # noqa: E402
 from gateway.identity import key_fingerprint  # noqa: E402
 from gateway.memory import tokens  # noqa: E402
 from gateway.memory.embed import make_embedder  # noqa: E402
@@ -37,7 +37,7 @@ from tests.harness import Gateway  # noqa: E402
 
 async def seed(data_dir: Path, users: int, per_user: int) -> None:
     """user-0 is the most recently active, then user-1...user-(N-1), then user-N (the warm-up user)."""
-    embedder = make_embedder("local", cache_dir=MODEL_CACHE)
+    embedder = make_embedder("local")
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
     texts = memory_texts(per_user)
     vectors = await embedder.embed(texts)

@@ -208,7 +208,7 @@ async def ranking_halves(data_dir: Path, qs: list[str]) -> None:
     from gateway.memory.recall import Query, rank, relevance_of
 
     threadpool_limits(1, user_api="blas")  # as MemoryService does: one BLAS thread per process
-    embedder = make_embedder("local", cache_dir=MODEL_CACHE)
+    embedder = make_embedder("local")
     store = await MemoryStore.open(str(data_dir / "lancedb"), embedder.name, embedder.dim)
     rows = await store.active(key_fingerprint(API_KEY), USER)
     started = time.perf_counter()
