@@ -5,7 +5,9 @@
 - new value of the same slot, or a negation of an old statement: add the new one and supersede the
   old (history keeps it; superseded memories are never recalled);
 - otherwise add.
-Memory ids derive from the job and the candidate's position, so replaying a job writes nothing twice.
+A new memory's id derives from its scope and normalised text, so replaying a job writes nothing
+twice and the same fact learned by two replicas at once is one row (the store's insert skips an id
+already there); a fact said again after it was superseded makes that row active again.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ AMBIGUOUS = 0.7  # cosine above which a case the text rules leave open goes to t
 NEIGHBOURS = 8
 
 
-def memory_id(instance: str, job_id: int, position: int) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{instance}:{job_id}:{position}"))
+def memory_id(tenant: str, user: str, agent: str | None, text: str) -> str:
+    """The id of a learned fact: the same for every restatement (see `normalised`) in one scope, on every replica."""
+    return str(uuid.uuid5(NAMESPACE, "\0".join((tenant, user, agent or "", normalised(text)))))
 
 
 @dataclass
@@ -72,9 +75,8 @@ class Plan:
 
 
 class Reconciler:
-    def __init__(self, memory: Any, instance: str) -> None:
+    def __init__(self, memory: Any) -> None:
         self.memory = memory  # MemoryService (gateway/memory/service.py)
-        self.instance = instance
 
     async def unforgotten(self, batches: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
         """The batches (of jobs, oldest first) whose user was not forgotten after the oldest job was
@@ -97,7 +99,10 @@ class Reconciler:
         # records history and memories_written for each change.
         # Every write passes when its batch was learned: the service drops those of a user forgotten since.
         if plan.new:
-            await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)
+            inserted = {m.id for m in await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)}
+            for m in plan.new:
+                if m.id not in inserted:  # stored already: active (a replay, another replica) or superseded (said again)
+                    await self.memory.revive(m.tenant, m.user_id, m.id, plan.causes[m.id], learned=plan.learned[(m.tenant, m.user_id)])
         for memory, confidence, cause in plan.refresh.values():
             await self.memory.update(memory.tenant, memory.user_id, memory.id, confidence=confidence, cause=cause, action="refresh",
                                      learned=plan.learned[(memory.tenant, memory.user_id)])
@@ -113,7 +118,7 @@ class Reconciler:
         replaced: set[str] = set()
         for sourced, vector in zip(group.items, vectors):
             c = sourced.candidate
-            mid = memory_id(self.instance, sourced.job_id, sourced.position)
+            mid = memory_id(tenant, user, agent, c.text)
             found = await self.memory.nearest(tenant, user, vector, NEIGHBOURS)
             neighbours = [(m, s) for m, s in found if m.agent_id == agent and m.id not in replaced]
             neighbours += [(m, float(np.dot(m.vector, vector))) for m in new]

@@ -1,5 +1,5 @@
 """The extraction side of the gateway, opened in the app's lifespan: the job queue and its workers,
-over the SQLite file and history the app opened, writing through the memory service."""
+over the SQLite file the app opened, writing through the memory service (and its shared history)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gateway.extraction.reconcile import Reconciler
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
-from gateway.sqlite import instance_id, open_request_writer
+from gateway.sqlite import open_request_writer
 from gateway.upstream import Upstream
 
 
@@ -37,7 +37,7 @@ class Extraction:
         s = settings
         request_writer = open_request_writer(s.sqlite_path)
         try:
-            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db)))
+            learner = Learner(s, upstream, Reconciler(memory))
             queue = JobQueue(db, metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
                              bounds=JobBounds(s.max_job_messages, s.max_job_bytes), dead_letter_retention=s.dead_letter_retention,
                              has_extraction_key=bool(s.extraction_api_key), backoff=s.extraction_retry_seconds, request_writer=request_writer)
