@@ -61,6 +61,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
             loop.add_signal_handler(signal.SIGHUP, rules.reload)
         db = await open_db(settings.sqlite_path)
         memory = await MemoryService.open(settings, metrics, upstream.client)  # LanceDB must start after any fork
+        if memory.history is not None and await memory.history.adopt(db):
+            log.info("moved this replica's history from SQLite into the shared store")
         extraction = await Extraction.open(settings, metrics, upstream, db, memory.history, memory)  # recovers jobs a crash left running
         hygiene = Hygiene(settings, metrics, lambda: rules.current, memory, scrub_wal=lambda: truncate_wal(db))
         hygiene_task = asyncio.create_task(hygiene.periodic())

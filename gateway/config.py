@@ -42,7 +42,7 @@ def setting(default: Any, help: str, secret: bool = False, alias: str = "") -> A
 # Settings that only make sense above zero (a size, a count, a timeout).
 POSITIVE = (
     "max_body_bytes", "max_connections", "client_header_timeout", "client_body_timeout",
-    "max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention",
+    "max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention", "workers",
 )
 
 
@@ -86,8 +86,10 @@ class Settings:
     dead_letter_retention: float = setting(7 * 86400.0, "seconds a dead-lettered extraction job is kept in SQLite for inspection before it is purged (and counted)")
     max_memories_per_user: int = setting(5000, "per-user cap; the hygiene job evicts the least useful above it")
     hygiene_interval: float = setting(3600.0, "seconds between hygiene passes (TTL, expiry, cap) and compaction")
+    workers: int = setting(1, "processes serving the port, each a replica on the shared store with its own queue (<data-dir>/worker-N above the first)")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
+    worker: int = 0  # which of `workers` processes this is (set by the server, never configured)
 
     def __post_init__(self) -> None:
         if self.tenant_mode not in ("key", "none"):
@@ -117,7 +119,16 @@ class Settings:
 
     @property
     def sqlite_path(self) -> Path:
-        return Path(self.data_dir) / "memgate.sqlite3"
+        return self.worker_sqlite_path(self.worker)
+
+    def worker_sqlite_path(self, worker: int) -> Path:
+        """Each worker's own queue file; the first worker's is the single process's."""
+        return Path(self.data_dir, *([f"worker-{worker}"] if worker else []), "memgate.sqlite3")
+
+    @property
+    def sibling_sqlite_paths(self) -> list[Path]:
+        """The other workers' queue files on this machine (the admin queue routes cover them too)."""
+        return [self.worker_sqlite_path(i) for i in range(self.workers) if i != self.worker]
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -14,6 +14,7 @@ from gateway.extraction.jobs import JobBounds
 from gateway.extraction.learner import Learner
 from gateway.extraction.queue import JobQueue
 from gateway.extraction.reconcile import Reconciler
+from gateway.extraction.siblings import SiblingQueues
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
@@ -24,10 +25,11 @@ from gateway.upstream import Upstream
 class Extraction:
     """A running job queue (with the history it shares with memory), built by `open`."""
 
-    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection) -> None:
+    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection, siblings: SiblingQueues | None = None) -> None:
         self.queue = queue
         self.history = history
         self.request_writer = request_writer
+        self.siblings = siblings  # the other workers' queues with `--workers N`
 
     @classmethod
     async def open(
@@ -45,7 +47,7 @@ class Extraction:
         except BaseException:
             request_writer.close()
             raise
-        return cls(queue, history, request_writer)
+        return cls(queue, history, request_writer, SiblingQueues(s.sibling_sqlite_paths) if s.workers > 1 else None)
 
     async def aclose(self) -> None:
         """Stop the workers; the SQLite file stays open for its owner (the app's lifespan) to close."""

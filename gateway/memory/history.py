@@ -171,6 +171,23 @@ class History:
             raise
         return True
 
+    async def adopt(self, db: Any) -> int:
+        """Move the history an older release kept in the replica's SQLite file (`history` table) into the
+        shared table, once: rows keep their times; ids derive from the file's instance and row number."""
+        async with db.execute("SELECT value FROM meta WHERE key = 'instance'") as cur:
+            instance = (await cur.fetchone())[0]
+        moved = 0
+        while True:
+            async with db.execute("SELECT seq, tenant, user_id, memory_id, action, old_text, new_text, cause, at FROM history ORDER BY seq LIMIT 1000") as cur:
+                rows = [tuple(r) for r in await cur.fetchall()]
+            if not rows:
+                return moved
+            names = ["event_id", *SCHEMA.names[1:]]
+            data = pa.table({n: [str(uuid.uuid5(NAMESPACE, f"{instance}:{r[0]}")) if n == "event_id" else r[i] for r in rows] for i, n in enumerate(names)}, schema=SCHEMA)
+            await self.table.merge_insert("event_id").when_not_matched_insert_all().execute(data)  # a crash before the DELETE repeats nothing
+            await db.execute(f"DELETE FROM history WHERE seq <= {int(rows[-1][0])}")
+            moved += len(rows)
+
     async def optimize(self) -> None:
         """Compact: every change is a commit, and a read opens every fragment."""
         await self.table.optimize(cleanup_older_than=timedelta(minutes=10))
