@@ -9,6 +9,7 @@ that still held it."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 import warnings
@@ -18,10 +19,12 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from lancedb.index import BTree
 
 from gateway.memory.sql import one_of, scope, sql_literal
 from gateway.metrics import MEMORY_WRITE_ACTIONS
 
+log = logging.getLogger("memgate.history")
 # The history actions are the label values of memgate_memories_written_total, declared there so they start at zero.
 ACTIONS = MEMORY_WRITE_ACTIONS
 TABLE = "history"
@@ -76,7 +79,15 @@ class History:
 
     @classmethod
     async def open(cls, db: Any) -> History:
-        return cls(await db.create_table(TABLE, schema=SCHEMA, exist_ok=True))
+        table = await db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+        have = {tuple(i.columns) for i in await table.list_indices()}
+        for column in ("event_id", "memory_id"):  # the merge-insert's key, and a memory's lookup: no full scans
+            if (column,) not in have:
+                try:
+                    await table.create_index(column, config=BTree())
+                except Exception:  # another replica starting at the same moment made it; reads work without it too
+                    log.warning("could not index the history table", extra={"column": column}, exc_info=True)
+        return cls(table)
 
     async def record(self, events: Sequence[Event]) -> int:
         """Record changes as they happen; returns how many were new (an event another replica already

@@ -166,7 +166,7 @@ class HotTier:
             generation = self._generation.get(key, 0)
             if self._read_latest:
                 self._read_latest = False
-                await self.store.table.checkout_latest()  # LanceDB's own copy may predate the forget by up to a second
+                await self.store.latest()  # LanceDB's own copy may predate the forget
             version = await self.store.version()
             # Indexing a full user (5,000 memories: vectors, BM25 postings) takes ~0.2 s of CPU: not on the loop.
             entry = await asyncio.to_thread(UserMemories, await self.store.active(*key), self.store.dim, version)

@@ -253,7 +253,7 @@ class MemoryService:
 
     async def latest(self) -> None:
         """Read the newest commits of every replica from now on, not LanceDB's copy of up to a second ago."""
-        await self.store.table.checkout_latest()
+        await self.store.latest()
         if self.history is not None:
             await self.history.table.checkout_latest()
 

@@ -107,6 +107,10 @@ class MemoryStore:
     async def version(self) -> int:
         return int(await self.table.version())
 
+    async def latest(self) -> None:
+        """Read every replica's newest commit from now on, not LanceDB's copy of up to READ_CONSISTENCY ago."""
+        await self.table.checkout_latest()
+
     def foreign_commits(self, seen: int, latest: int) -> bool:
         """Whether a commit after `seen` up to `latest` came from someone else (another replica, the CLI)."""
         if latest <= seen:
