@@ -115,7 +115,7 @@ def test_the_same_fact_through_two_replicas_at_once_is_one_memory(replicas: list
         list(pool.map(flush, (a, b)))
     found = memories(c, "hal")
     assert [m["text"] for m in found] == ["User's locker number is 42"]
-    assert [h["action"] for h in history(c, "hal", found[0]["id"])] == ["add"]
+    assert [h["action"] for h in history(c, "hal", found[0]["id"])].count("add") == 1  # the later one may refresh it: a restatement
 
 
 def test_a_supersede_is_never_undone_by_a_concurrent_update_on_another_replica(replicas: list[Gateway]) -> None:

@@ -132,8 +132,8 @@ class Reconciler:
                               source_request_id=sourced.request_id)  # the service flags instruction-like text
                 new.append(same)
                 plan.causes[mid] = group.cause
-            elif same.id != mid and all(same is not m for m in new):
-                # A restatement (or the replay of a job that already wrote it): no new row.
+            elif all(same is not m for m in new) and (same.id != mid or same.source_request_id != sourced.request_id):
+                # A restatement: no new row (a replay of the job that wrote it, same id and request, does nothing).
                 prior = plan.refresh.get(same.id, (same, same.confidence, group.cause))[1]
                 plan.refresh[same.id] = (same, max(prior, c.confidence), group.cause)
             for old in stale:

@@ -299,3 +299,12 @@ def test_the_judge_is_not_asked_about_distant_memories() -> None:
 
     plan = apply(memory, group("User has a cat", judge=judge))
     assert [m.text for m in plan.new] == ["User has a cat"]
+
+
+def test_a_restatement_of_a_stored_fact_refreshes_it_but_a_replay_of_its_own_job_does_nothing() -> None:
+    memory = FakeMemory()
+    stored = memory.existing("User lives in Paris", id=memory_id("t", "u", None, "User lives in Paris"))
+    stored.source_request_id = "req"  # the request `group` attributes its candidates to
+    assert apply(memory, group("User lives in Paris")).refresh == {}  # the replay: same id, same request
+    stored.source_request_id = "an-earlier-request"
+    assert list(apply(memory, group("User lives in Paris")).refresh) == [stored.id]
