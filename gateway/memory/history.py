@@ -23,6 +23,7 @@ from lancedb.index import BTree
 
 from gateway.memory.sql import one_of, scope, sql_literal
 from gateway.metrics import MEMORY_WRITE_ACTIONS
+from gateway.sqlite import instance_id
 
 log = logging.getLogger("memgate.history")
 # The history actions are the label values of memgate_memories_written_total, declared there so they start at zero.
@@ -185,8 +186,7 @@ class History:
     async def adopt(self, db: Any) -> int:
         """Move the history an older release kept in the replica's SQLite file (`history` table) into the
         shared table, once: rows keep their times; ids derive from the file's instance and row number."""
-        async with db.execute("SELECT value FROM meta WHERE key = 'instance'") as cur:
-            instance = (await cur.fetchone())[0]
+        instance = await instance_id(db)
         moved = 0
         while True:
             async with db.execute("SELECT seq, tenant, user_id, memory_id, action, old_text, new_text, cause, at FROM history ORDER BY seq LIMIT 1000") as cur:
