@@ -16,13 +16,13 @@ from pathlib import Path
 
 import h11
 import uvicorn
+from prometheus_client import multiprocess
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.config import Settings
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
-from prometheus_client import multiprocess
 
 log = logging.getLogger("memgate.server")
 RESTART_SECONDS = 5.0  # at most one restart of a worker per this many seconds
