@@ -70,8 +70,8 @@ OVERVIEW = [
         Panel("In flight", "Requests being served now, all replicas.", [("sum(memgate_requests_in_flight)", "in flight")], width=4, kind="stat"),
         Panel("Requests by replica", "Requests answered per second by each replica (instance): an uneven split or a silent replica shows here.",
               [(rate("memgate_requests_total", "instance"), "{{instance}}")], "reqps", width=12),
-        Panel("Memory status by replica", "Chat requests per second with memory degraded or timed out, per replica (instance).",
-              [('sum by (instance) (rate(memgate_memory_status_total{status=~"degraded|timeout"}[$__rate_interval]))', "{{instance}}")], "reqps", width=12),
+        Panel("Memory status by replica", "Chat requests per second by X-Memory-Status, per replica (instance): one replica degraded or timing out shows here.",
+              [(rate("memgate_memory_status_total", "instance, status"), "{{instance}} {{status}}")], "reqps", width=12),
     ]),
     Row("Latency", [
         Panel("End-to-end latency", "Request time seen by the gateway, arrival to last byte, by route.",
