@@ -60,7 +60,6 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
     from gateway.exchange import ChatContext, Reply
     from gateway.extraction.service import Extraction
     from gateway.identity import Identity
-    from gateway.memory.history import History
     from gateway.memory.service import MemoryService
     from gateway.metrics import Metrics
     from gateway.rules import RuleSettings
@@ -73,8 +72,8 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
         metrics = Metrics()
         http = Upstream(base)
         db = await open_db(base.sqlite_path)
-        history = History(db)
-        service = await MemoryService.open(base, metrics, http.client, history)
+        service = await MemoryService.open(base, metrics, http.client)
+        history = service.history
         idle = await Extraction.open(base.replace(extraction_workers=0), metrics, http, db, history, service)
         for i in range(jobs):
             ctx = ChatContext(f"r{i}", Identity("default", f"{name}-u{i // per_user}"), "defaults", RuleSettings(), "m", True, True, api_key=KEY)

@@ -142,10 +142,12 @@ def verify(gw: Gateway, result: Result, data_dir: Path, sample: int = 200) -> di
         checks["admin_sample"] = f"{len(users) - missing_via_admin}/{len(users)} found"
     gw.stop()
 
-    db = sqlite3.connect(data_dir / "memgate.sqlite3")
-    checks["sqlite_integrity"] = db.execute("PRAGMA integrity_check").fetchone()[0]
-    checks["jobs_left"] = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-    db.close()
+    checks["jobs_left"] = []
+    for path in sorted(data_dir.glob("**/memgate.sqlite3")):  # with --workers, one queue file per worker
+        db = sqlite3.connect(path)
+        checks["sqlite_integrity"] = db.execute("PRAGMA integrity_check").fetchone()[0] if checks.get("sqlite_integrity", "ok") == "ok" else checks["sqlite_integrity"]
+        checks["jobs_left"] += db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        db.close()
 
     import lancedb
 
@@ -221,9 +223,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of load")
     parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL the gateway this many seconds in, then restart it")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds each client waits between requests (0: closed loop)")
+    parser.add_argument("--workers", type=int, default=1, help="memgate serve --workers N (RSS is then the supervisor's only)")
     args = parser.parse_args()
     started = time.monotonic()
-    result, checks = run(args.clients, args.duration, args.kill_at, args.pause)
+    result, checks = run(args.clients, args.duration, args.kill_at, args.pause, **({"workers": args.workers} if args.workers > 1 else {}))
     print(f"(load, flush and verification took {time.monotonic() - started:.0f} s)")
     print(table(result, checks, args.clients))
     for error in result.errors[:10]:

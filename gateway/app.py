@@ -20,7 +20,6 @@ from gateway.config import Settings
 from gateway.errors import GatewayError, gateway_error_handler, http_exception_handler, unhandled_error_handler
 from gateway.extraction.service import Extraction
 from gateway.inflight import InFlight
-from gateway.memory.history import History
 from gateway.memory.hygiene import Hygiene
 from gateway.memory.layer import MemoryLayer
 from gateway.memory.prefetch import prefetch
@@ -29,7 +28,7 @@ from gateway.metrics import Metrics
 from gateway.observability import start_tracing
 from gateway.proxy import Proxy
 from gateway.rules_watcher import LiveRules
-from gateway.sqlite import open_db
+from gateway.sqlite import open_db, truncate_wal
 from gateway.upstream import Upstream
 
 log = logging.getLogger("memgate.app")
@@ -65,10 +64,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, rules.reload)
         db = await open_db(settings.sqlite_path)
-        history = History(db)
-        memory = await MemoryService.open(settings, metrics, upstream.client, history)  # LanceDB must start after any fork
-        extraction = await Extraction.open(settings, metrics, upstream, db, history, memory, tracing.memory_change, lambda: rules.current)  # recovers jobs a crash left running
-        hygiene = Hygiene(settings, metrics, lambda: rules.current, memory)
+        memory = await MemoryService.open(settings, metrics, upstream.client)  # LanceDB must start after any fork
+        if memory.history is not None and await memory.history.adopt(db):
+            log.info("moved this replica's history from SQLite into the shared store")
+        extraction = await Extraction.open(settings, metrics, upstream, db, memory.history, memory, tracing.memory_change, lambda: rules.current)  # recovers jobs a crash left running
+        hygiene = Hygiene(settings, metrics, lambda: rules.current, memory, scrub_wal=lambda: truncate_wal(db))
         hygiene_task = asyncio.create_task(hygiene.periodic())
         warming = asyncio.create_task(prefetch(memory, metrics, settings.prefetch_users, settings.prefetch_seconds))
         ready = True

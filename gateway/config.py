@@ -42,7 +42,7 @@ def setting(default: Any, help: str, secret: bool = False, alias: str = "") -> A
 # Settings that only make sense above zero (a size, a count, a timeout).
 POSITIVE = (
     "max_body_bytes", "max_connections", "client_header_timeout", "client_body_timeout",
-    "max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention",
+    "max_job_messages", "max_job_bytes", "max_llm_calls_per_job", "dead_letter_retention", "workers",
 )
 # The llm extractor's structured-output modes, in the order `auto` tries them (gateway/extraction/output_modes.py).
 OUTPUT_MODES = ("json_schema", "json_object", "tools", "prompt")
@@ -97,8 +97,10 @@ class Settings:
     anthropic_upstream_url: str = setting("https://api.anthropic.com", "upstream of the Anthropic Messages API (/v1/messages), with or without /v1; 'upstream' sends it to --upstream-url")
     prefetch_users: int = setting(256, "users whose memories are loaded into the hot tier at start, most recently active first, before /readyz says ready (0: none; at most --hot-users)")
     prefetch_seconds: float = setting(10.0, "the longest the start-up prefetch may hold /readyz back; users not loaded by then load on their first request")
+    workers: int = setting(1, "processes serving the port, each a replica on the shared store with its own queue (<data-dir>/worker-N above the first)")
     # From memgate.toml only: `[tenants]` maps key fingerprints (k_...) to stable tenant names.
     tenants: Mapping[str, str] = field(default_factory=dict)
+    worker: int = 0  # which of `workers` processes this is (set by the server, never configured)
 
     def __post_init__(self) -> None:
         if self.tenant_mode not in ("key", "none"):
@@ -133,7 +135,16 @@ class Settings:
 
     @property
     def sqlite_path(self) -> Path:
-        return Path(self.data_dir) / "memgate.sqlite3"
+        return self.worker_sqlite_path(self.worker)
+
+    def worker_sqlite_path(self, worker: int) -> Path:
+        """Each worker's own queue file; the first worker's is the single process's."""
+        return Path(self.data_dir, *([f"worker-{worker}"] if worker else []), "memgate.sqlite3")
+
+    @property
+    def sibling_sqlite_paths(self) -> list[Path]:
+        """The other workers' queue files on this machine (the admin queue routes cover them too)."""
+        return [self.worker_sqlite_path(i) for i in range(self.workers) if i != self.worker]
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -6,6 +6,8 @@ Label values are bounded sets (routes, status codes, reasons, outcomes): never a
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Sub-millisecond resolution matters: the gateway's own overhead is budgeted in single milliseconds.
 FAST_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -35,7 +37,12 @@ MEMORY_TIERS = ("core", "recall", "archival")  # gateway.memory.records.TIERS
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, multiprocess_dir: str | None = None) -> None:
+        """With `multiprocess_dir` (a worker of `serve --workers N`; PROMETHEUS_MULTIPROC_DIR names it),
+        values live in files there and `render` sums every worker's."""
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir:
+            prometheus_values.ValueClass = prometheus_values.MultiProcessValue()  # before any metric below is made
         self.registry = registry or CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds: both ran out under load once
@@ -53,7 +60,7 @@ class Metrics:
             "memgate_stream_first_byte_seconds", "Time from request arrival to the first streamed byte", buckets=SLOW_BUCKETS, registry=r
         )
         self.upstream_errors = Counter("memgate_upstream_errors", "Upstream failures, by reason", ["reason"], registry=r)
-        self.in_flight = Gauge("memgate_requests_in_flight", "Requests being served now", registry=r)
+        self.in_flight = Gauge("memgate_requests_in_flight", "Requests being served now", registry=r, multiprocess_mode="livesum")
         self.memory_status = Counter("memgate_memory_status", "Requests of the memory APIs by X-Memory-Status and API (chat, responses, messages)", ["status", "api"], registry=r)
         self.keyless_memory_off = Counter(
             "memgate_keyless_memory_off", "Memory API requests served with memory off for want of a caller key, by reason and API", ["reason", "api"], registry=r
@@ -68,9 +75,9 @@ class Metrics:
         self.flagged_memories = Counter("memgate_memories_flagged", "Memories flagged as instruction-like", registry=r)
         # Extraction.
         self.extraction_jobs = Counter("memgate_extraction_jobs", "Extraction jobs, by outcome", ["outcome"], registry=r)
-        self.queue_depth = Gauge("memgate_extraction_queue_depth", "Extraction jobs waiting or running", registry=r)
-        self.queue_oldest_age = Gauge("memgate_extraction_queue_oldest_age_seconds", "Age of the oldest pending job", registry=r)
-        self.dead_letters = Gauge("memgate_extraction_dead_letters", "Jobs that failed every retry", registry=r)
+        self.queue_depth = Gauge("memgate_extraction_queue_depth", "Extraction jobs waiting or running", registry=r, multiprocess_mode="livesum")
+        self.queue_oldest_age = Gauge("memgate_extraction_queue_oldest_age_seconds", "Age of the oldest pending job", registry=r, multiprocess_mode="livemax")
+        self.dead_letters = Gauge("memgate_extraction_dead_letters", "Jobs that failed every retry", registry=r, multiprocess_mode="livesum")
         self.dead_letters_purged = Counter(
             "memgate_extraction_dead_letters_purged", "Dead letters deleted past --dead-letter-retention or past --queue-max of them", registry=r
         )
@@ -86,8 +93,8 @@ class Metrics:
         self.llm_extraction_problems = Counter(
             "memgate_extraction_llm_problems", "llm extractor answers that failed or needed repair, by reason", ["reason"], registry=r
         )
-        self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r)
-        self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r)
+        self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r, multiprocess_mode="livesum")
+        self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r, multiprocess_mode="livemax")
         self.memories_stored = Counter("memgate_memories_stored", "Memories added to the store, by tier (core, recall, archival)", ["tier"], registry=r)
 
         # Context windows and overflow.
@@ -116,4 +123,9 @@ class Metrics:
             self.recall_timeouts.labels(api)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self.multiprocess_dir)
+        ProcessCollector(registry=every_worker)  # process_* of the worker that answered the scrape
+        return generate_latest(every_worker)

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
+import logging
 import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
 
 import h11
 import uvicorn
+from prometheus_client import multiprocess
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.app import build_app
 from gateway.config import Settings
 from gateway.logs import configure_logging
+from gateway.metrics import Metrics
+
+log = logging.getLogger("memgate.server")
+RESTART_SECONDS = 5.0  # at most one restart of a worker per this many seconds
 
 
 class OpenAIShapedBadRequest:
@@ -131,12 +142,12 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
-def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level)
-    raise_open_file_limit()
-    limit_malloc_arenas()
-    config = uvicorn.Config(
-        build_app(settings),
+def config_for(settings: Settings, metrics: Metrics | None = None) -> uvicorn.Config:
+    # Imported here: the app imports LanceDB, whose runtime must not exist in a process that forks workers.
+    from gateway.app import build_app
+
+    return uvicorn.Config(
+        build_app(settings, metrics),
         host=settings.host,
         port=settings.port,
         loop=settings.loop,  # bench/bench_proxy.py measures the choices
@@ -148,4 +159,70 @@ def serve(settings: Settings) -> None:
         server_header=False,
         date_header=False,
     )
-    uvicorn.Server(config).run()
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    raise_open_file_limit()
+    limit_malloc_arenas()
+    if settings.workers > 1:
+        serve_workers(settings)
+    else:
+        uvicorn.Server(config_for(settings)).run()
+
+
+def serve_workers(settings: Settings) -> None:
+    """Bind once, then fork `workers` processes that accept on the same socket. Each is a replica: it
+    opens LanceDB after the fork (in its lifespan) on the shared store and has its own queue file; their
+    metrics are summed through prometheus-client's multiprocess files. A worker that dies is restarted."""
+    sock = socket.create_server((settings.host, settings.port), backlog=2048)
+    sock.set_inheritable(True)
+    shared = settings.replace(store_uri=settings.lancedb_uri)
+    metrics_dir = Path(settings.data_dir) / "metrics-multiprocess"
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # a previous run's files would add to this one's counters
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # read by prometheus-client in each worker
+    children: dict[int, int] = {}
+    started: dict[int, float] = {}
+    stopping = False
+
+    def spawn(worker: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own
+                config = config_for(shared.replace(worker=worker), Metrics(multiprocess_dir=str(metrics_dir)))
+                uvicorn.Server(config).run(sockets=[sock])
+                code = 0
+            except BaseException:
+                log.exception("worker failed", extra={"worker": worker})
+            finally:
+                os._exit(code)
+        children[pid] = worker
+        started[worker] = time.monotonic()
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    for worker in range(settings.workers):
+        spawn(worker)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        worker = children.pop(pid, None)
+        multiprocess.mark_process_dead(pid, str(metrics_dir))
+        if worker is not None and not stopping:
+            log.warning("worker exited; starting it again", extra={"worker": worker, "status": status})
+            time.sleep(max(0.0, RESTART_SECONDS - (time.monotonic() - started[worker])))  # a worker failing at start is not restarted in a busy loop
+            spawn(worker)
+    sock.close()

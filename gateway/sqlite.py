@@ -117,8 +117,8 @@ async def migrate(db: aiosqlite.Connection) -> int:
 
 
 async def instance_id(db: aiosqlite.Connection) -> str:
-    """A random id made once per SQLite file: job ids are only unique within one file, so memory ids
-    derived from them include it (replicas sharing one LanceDB table each keep their own queue)."""
+    """A random id made once per SQLite file: row numbers are only unique within one file, so ids
+    derived from them include it (the history an older release kept here, moved to the shared store)."""
     async with db.execute("SELECT value FROM meta WHERE key = 'instance'") as cur:
         row = await cur.fetchone()
     return str(row[0])

@@ -68,6 +68,10 @@ OVERVIEW = [
               [(f"({FIVE_XX} or vector(0)) / {rate('memgate_requests_total')}", "5xx")],
               "percentunit", width=4, kind="stat"),
         Panel("In flight", "Requests being served now, all replicas.", [("sum(memgate_requests_in_flight)", "in flight")], width=4, kind="stat"),
+        Panel("Requests by replica", "Requests answered per second by each replica (instance): an uneven split or a silent replica shows here.",
+              [(rate("memgate_requests_total", "instance"), "{{instance}}")], "reqps", width=12),
+        Panel("Memory status by replica", "Chat requests per second by X-Memory-Status, per replica (instance): one replica degraded or timing out shows here.",
+              [(rate("memgate_memory_status_total", "instance, status"), "{{instance}} {{status}}")], "reqps", width=12),
     ]),
     Row("Latency", [
         Panel("End-to-end latency", "Request time seen by the gateway, arrival to last byte, by route.",
@@ -125,7 +129,8 @@ MEMORY = [
     Row("Extraction", [
         Panel("Extraction jobs by outcome", "Jobs per second: enqueued, done, retry (will run again), dead (gave up), dropped (queue full).",
               [(rate("memgate_extraction_jobs_total", "outcome"), "{{outcome}}")], "ops", width=8),
-        Panel("Queue depth", "Extraction jobs waiting or running, all replicas.", [("sum(memgate_extraction_queue_depth)", "depth")], width=8),
+        Panel("Queue depth", "Extraction jobs waiting or running, all replicas, and each replica's own queue (instance).",
+              [("sum(memgate_extraction_queue_depth)", "all"), ("sum by (instance) (memgate_extraction_queue_depth)", "{{instance}}")], width=8),
         Panel("Oldest queued job", "Age of the oldest pending job: how far extraction lags behind traffic.",
               [("max(memgate_extraction_queue_oldest_age_seconds)", "oldest")], "s", width=8),
         Panel("Extraction duration", "Time to extract and reconcile one batch.", quantiles("memgate_extraction_duration_seconds"), "s", width=8),

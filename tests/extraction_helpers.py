@@ -41,13 +41,15 @@ def queue_state(gw: Gateway) -> dict[str, Any]:
         return admin.get("/queue").json()
 
 
-def memories(gw: Gateway, user: str, tenant: str = TENANT) -> list[dict[str, Any]]:
-    """Every active memory of a user through the admin API, following cursors ([] for an unknown user)."""
+def memories(gw: Gateway, user: str, tenant: str = TENANT, tier: str | None = None) -> list[dict[str, Any]]:
+    """Every active memory of a user (core and recall, or of `tier`) through the admin API, following cursors ([] for an unknown user)."""
     out: list[dict[str, Any]] = []
     cursor = None
     with gw.admin() as admin:
         while True:
             params: dict[str, Any] = {"limit": 200}
+            if tier:
+                params["tier"] = tier
             if cursor:
                 params["cursor"] = cursor
             response = admin.get(f"/tenants/{tenant}/users/{user}/memories", params=params)

@@ -196,3 +196,47 @@ def test_a_table_from_before_tiers_gains_them_by_kind_and_pin_and_takes_new_rows
         await store.aclose()
 
     run(scenario())
+
+
+def test_two_stores_inserting_the_same_id_at_once_keep_one_row_and_agree_who_wrote_it(tmp_path: Path) -> None:
+    """Two replicas learning one fact at once: LanceDB lets both inserts commit; the store keeps the
+    first row and only its writer reports it inserted (so one history `add`)."""
+
+    async def scenario() -> None:
+        path = str(tmp_path / "db")
+        first = await MemoryStore.open(path, "test", 8)
+        second = await MemoryStore.open(path, "test", 8)
+        for round_ in range(5):
+            a, b = memory("t", "u", f"fact {round_}"), memory("t", "u", f"fact {round_}")
+            b.id, b.created_at = a.id, 2.0
+            inserted = await asyncio.gather(first.add([a]), second.add([b]))
+            assert sum(len(x) for x in inserted) == 1
+            await first.table.checkout_latest()  # past the read consistency interval: the other store's delete included
+            [kept] = [m for m in await first.rows("t", "u") if m.id == a.id]
+            assert kept.created_at == (inserted[0] or inserted[1])[0].created_at and await first.count("t", "u") == round_ + 1
+        await first.aclose()
+        await second.aclose()
+
+    run(scenario())
+
+
+def test_history_kept_in_sqlite_by_an_older_release_moves_into_the_shared_table_once(tmp_path: Path) -> None:
+    from gateway.memory.history import History
+    from gateway.sqlite import open_db
+
+    async def scenario() -> None:
+        db = await open_db(tmp_path / "memgate.sqlite3")
+        for action, text in (("add", "I like tea"), ("update", "I like green tea")):
+            await db.execute("INSERT INTO history (tenant, user_id, memory_id, action, old_text, new_text, cause, at, tier) VALUES ('t','u','m1',?,NULL,?,'admin',?,'recall')",
+                             (action, text, 10.0 if action == "add" else 20.0))
+        store = await MemoryStore.open(str(tmp_path / "db"), "test", 8)
+        history = await History.open(store.db)
+        assert await history.adopt(db) == 2
+        assert await history.adopt(db) == 0  # the SQLite rows are gone: nothing moves twice
+        assert [(h["action"], h["new_text"], h["at"], h["tier"]) for h in await history.for_memory("t", "u", "m1")] == [
+            ("add", "I like tea", 10.0, "recall"), ("update", "I like green tea", 20.0, "recall")]
+        history.close()
+        await store.aclose()
+        await db.close()
+
+    run(scenario())

@@ -35,6 +35,9 @@ def guarded(token: str, metrics: Metrics, handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             authorized(request, token)
+            service: MemoryService | None = getattr(request.state, "memory", None)
+            if service is not None:
+                await service.latest()  # an operator reads what any replica committed, at once
             response = await handler(request)
         except GatewayError as exc:
             response = exc.response()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,8 +23,12 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
     """Routes over the `Extraction` and MemoryService of the lifespan state (503 before they open)."""
 
     async def queue_state(request: Request) -> Response:
+        """This worker's queue and the llm extractor's state; with `--workers N`, also `other_workers`: the rest of the machine's queues."""
         extraction = extraction_of(request)
-        return JSONResponse({**extraction.queue.state(), "llm": extraction.llm_status.view()})
+        state = {**extraction.queue.state(), "llm": extraction.llm_status.view()}
+        if extraction.siblings is not None:
+            state["other_workers"] = await extraction.siblings.state()
+        return JSONResponse(state)
 
     async def flush(request: Request) -> Response:
         """Returns when every job enqueued before the call is done; `?timeout=` seconds (default 60)."""
@@ -35,7 +40,12 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
                 raise ValueError
         except ValueError:
             raise BadRequest("timeout must be a positive number of seconds", param="timeout", code="invalid_parameter") from None
+        siblings = extraction_of(request).siblings
+        marks = await siblings.marks() if siblings is not None else {}
+        deadline = time.monotonic() + min(timeout, MAX_FLUSH_SECONDS)
         done = await queue.flush(min(timeout, MAX_FLUSH_SECONDS))
+        if done and siblings is not None:  # every worker's jobs queued before the call
+            done = await siblings.flush(marks, max(0.0, deadline - time.monotonic()))
         return JSONResponse({"done": done, **queue.state()}, status_code=200 if done else 504)
 
     async def memory_history(request: Request) -> Response:
@@ -55,6 +65,8 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
         service = memory_of(request)
         memories, changes = await service.forget_user(tenant, user)
         jobs = await queue.forget_user(tenant, user)
+        if extraction_of(request).siblings is not None:
+            jobs += await extraction_of(request).siblings.forget_user(tenant, user)
         return JSONResponse({"tenant": tenant, "user": user, "deleted": {"memories": memories, "history": changes, "jobs": jobs}})
 
     route = functools.partial(admin_route, settings.admin_token, metrics)

@@ -5,7 +5,9 @@
 - new value of the same slot, or a negation of an old statement: add the new one and supersede the
   old (history keeps it; superseded memories are never recalled);
 - otherwise add.
-Memory ids derive from the job and the candidate's position, so replaying a job writes nothing twice.
+A new memory's id derives from its scope and normalised text, so replaying a job writes nothing
+twice and the same fact learned by two replicas at once is one row (the store's insert skips an id
+already there); a fact said again after it was superseded makes that row active again.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ AMBIGUOUS = 0.7  # cosine above which a case the text rules leave open goes to t
 NEIGHBOURS = 8
 
 
-def memory_id(instance: str, job_id: int, position: int) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{instance}:{job_id}:{position}"))
+def memory_id(tenant: str, user: str, agent: str | None, text: str) -> str:
+    """The id of a learned fact: the same for every restatement (see `normalised`) in one scope, on every replica."""
+    return str(uuid.uuid5(NAMESPACE, "\0".join((tenant, user, agent or "", normalised(text)))))
 
 
 @dataclass
@@ -88,9 +91,8 @@ def no_spans(operation: str, links: Collection[str], texts: Sequence[str]) -> Co
 
 
 class Reconciler:
-    def __init__(self, memory: Any, instance: str, spans: ChangeSpans = no_spans) -> None:
+    def __init__(self, memory: Any, spans: ChangeSpans = no_spans) -> None:
         self.memory = memory  # MemoryService (gateway/memory/service.py)
-        self.instance = instance
         self.spans = spans
 
     async def unforgotten(self, batches: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
@@ -123,6 +125,11 @@ class Reconciler:
         if plan.new:
             with self.spans("create_memory", links(plan.new), [m.text for m in plan.new]):
                 written = {m.id for m in await self.memory.write(plan.new, cause=plan.causes, learned=plan.learned)}
+                for m in plan.new:
+                    # Stored already: active (a replay, another replica) or superseded (said again). One held back for
+                    # confirmation stays held.
+                    if m.id not in written and m.superseded_by is None:
+                        await self.memory.revive(m.tenant, m.user_id, m.id, plan.causes[m.id], learned=plan.learned[(m.tenant, m.user_id)])
         if plan.refresh:
             refreshed = [memory for memory, _, _ in plan.refresh.values()]
             with self.spans("update_memory", links(refreshed), [m.text for m in refreshed]):
@@ -165,7 +172,7 @@ class Reconciler:
         replaced: set[str] = set()
         for sourced, vector in zip(group.items, vectors):
             c = sourced.candidate
-            mid = memory_id(self.instance, sourced.job_id, sourced.position)
+            mid = memory_id(tenant, user, agent, c.text)
             found = await self.memory.nearest(tenant, user, vector, NEIGHBOURS)
             neighbours = [(m, s) for m, s in found if m.agent_id == agent and m.id not in replaced]
             neighbours += [(m, float(np.dot(m.vector, vector))) for m in new]
@@ -179,8 +186,8 @@ class Reconciler:
                               source_request_id=sourced.request_id, source_episode=sourced.episode)  # the service flags instruction-like text
                 new.append(same)
                 plan.causes[mid] = group.cause
-            elif same.id != mid and all(same is not m for m in new):
-                # A restatement (or the replay of a job that already wrote it): no new row.
+            elif all(same is not m for m in new) and (same.id != mid or same.source_request_id != sourced.request_id):
+                # A restatement: no new row (a replay of the job that wrote it, same id and request, does nothing).
                 prior = plan.refresh.get(same.id, (same, same.confidence, group.cause))[1]
                 plan.refresh[same.id] = (same, max(prior, c.confidence), group.cause)
             for old in stale:

@@ -1,5 +1,5 @@
 """The extraction side of the gateway, opened in the app's lifespan: the job queue and its workers,
-over the SQLite file and history the app opened, writing through the memory service."""
+over the SQLite file the app opened, writing through the memory service (and its shared history)."""
 
 from __future__ import annotations
 
@@ -15,26 +15,30 @@ from gateway.extraction.learner import Learner
 from gateway.extraction.llm_status import LLMStatus
 from gateway.extraction.queue import JobQueue
 from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
+from gateway.extraction.siblings import SiblingQueues
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.rules import RuleSet
-from gateway.sqlite import instance_id, open_request_writer
+from gateway.sqlite import open_request_writer
 from gateway.upstream import Upstream
 
 
 class Extraction:
     """A running job queue (with the history it shares with memory), built by `open`."""
 
-    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection, llm_status: LLMStatus) -> None:
+    def __init__(
+        self, queue: JobQueue, history: History | None, request_writer: sqlite3.Connection, llm_status: LLMStatus, siblings: SiblingQueues | None = None,
+    ) -> None:
         self.queue = queue
         self.history = history
         self.request_writer = request_writer
         self.llm_status = llm_status
+        self.siblings = siblings  # the other workers' queues with `--workers N`
 
     @classmethod
     async def open(
-        cls, settings: Settings, metrics: Metrics, upstream: Upstream, db: aiosqlite.Connection, history: History, memory: MemoryService,
+        cls, settings: Settings, metrics: Metrics, upstream: Upstream, db: aiosqlite.Connection, history: History | None, memory: MemoryService,
         spans: ChangeSpans = no_spans,
         rules: Callable[[], RuleSet] | None = None,
     ) -> Extraction:
@@ -43,7 +47,7 @@ class Extraction:
         s = settings
         request_writer = open_request_writer(s.sqlite_path)
         try:
-            learner = Learner(s, upstream, Reconciler(memory, await instance_id(db), spans), metrics, rules)
+            learner = Learner(s, upstream, Reconciler(memory, spans), metrics, rules)
             queue = JobQueue(db, metrics, learner, default_extractor=s.extractor, workers=s.extraction_workers, max_jobs=s.queue_max,
                              bounds=JobBounds(s.max_job_messages, s.max_job_bytes), dead_letter_retention=s.dead_letter_retention,
                              has_extraction_key=bool(s.extraction_api_key), backoff=s.extraction_retry_seconds, request_writer=request_writer)
@@ -51,7 +55,7 @@ class Extraction:
         except BaseException:
             request_writer.close()
             raise
-        return cls(queue, history, request_writer, learner.llm_status)
+        return cls(queue, history, request_writer, learner.llm_status, SiblingQueues(s.sibling_sqlite_paths) if s.workers > 1 else None)
 
     async def aclose(self) -> None:
         """Stop the workers; the SQLite file stays open for its owner (the app's lifespan) to close."""

@@ -16,6 +16,7 @@ from gateway.metrics import Metrics
 from gateway.memory.records import CORE_KINDS, Memory
 from gateway.memory.scopes import REVALIDATE_SECONDS
 from gateway.memory.store import MemoryStore
+from gateway.memory.tombstones import Tombstones
 
 log = logging.getLogger("memgate.hot")
 Key = tuple[str, str]
@@ -119,8 +120,12 @@ class UserMemories:
 class HotTier:
     """Bounded LRU keyed by (tenant, user). Misses load from the store; stale entries reload in the background."""
 
-    def __init__(self, store: MemoryStore, capacity: int, metrics: Metrics) -> None:
+    def __init__(self, store: MemoryStore, capacity: int, metrics: Metrics, tombstones: Tombstones | None = None) -> None:
         self.store = store
+        self.tombstones = tombstones
+        self._read_latest = False  # a user was forgotten elsewhere: the next load reads the newest table version
+        if tombstones is not None:
+            tombstones.on_forgotten.append(self._forgotten_elsewhere)
         self.capacity = max(1, capacity)
         self.metrics = metrics
         self.entries: OrderedDict[Key, UserMemories] = OrderedDict()
@@ -129,6 +134,8 @@ class HotTier:
         self._reloads: set[asyncio.Task[None]] = set()
 
     async def get(self, tenant: str, user: str) -> UserMemories:
+        if self.tombstones is not None:
+            await self.tombstones.current()  # a user forgotten on another replica is dropped here within its bound
         key = (tenant, user)
         entry = self.entries.get(key)
         if entry is None:
@@ -178,6 +185,9 @@ class HotTier:
     async def _load(self, key: Key) -> UserMemories:
         for _ in range(3):
             generation = self._generation.get(key, 0)
+            if self._read_latest:
+                self._read_latest = False
+                await self.store.latest()  # LanceDB's own copy may predate the forget
             version = await self.store.version()
             # Indexing a full user (5,000 memories: vectors, BM25 postings) takes ~0.2 s of CPU: not on the loop.
             entry = await asyncio.to_thread(UserMemories, await self.store.active(*key), self.store.dim, version)
@@ -220,6 +230,10 @@ class HotTier:
         entry = self._touch((tenant, user))
         if entry is not None:
             entry.remove(ids)
+
+    def _forgotten_elsewhere(self, key: Key) -> None:
+        self._read_latest = True
+        self.forget(*key)
 
     def forget(self, tenant: str, user: str) -> None:
         self._touch((tenant, user))

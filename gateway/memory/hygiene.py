@@ -30,7 +30,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from gateway.config import Settings
 from gateway.memory.service import MemoryService
@@ -96,8 +96,12 @@ def plan(rows: list[Memory], rule: RuleSettings, default_cap: int, now: float, e
 
 
 class Hygiene:
-    def __init__(self, settings: Settings, metrics: Metrics, rules: Callable[[], RuleSet], memory: MemoryService) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, rules: Callable[[], RuleSet], memory: MemoryService,
+        scrub_wal: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.settings = settings
+        self.scrub_wal = scrub_wal  # the local SQLite file's WAL still holds deleted jobs' text
         self.metrics = metrics
         self.rules = rules
         self.memory = memory
@@ -151,7 +155,9 @@ class Hygiene:
                 for tenant, user in await service.history.texted_users() - seen:
                     await self._redact_gone(service, tenant, user, set())
             await service.store.erase()
-            return service.history is None or await service.history.scrub()
+            if service.history is not None:
+                await service.history.scrub()
+            return self.scrub_wal is None or await self.scrub_wal()
         except Exception:
             log.warning("erasing removed memories failed; the next hygiene pass retries", exc_info=True)
             return False

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from gateway.memory import tokens
 from gateway.config import Settings
 from gateway.memory.confirmations import Asked
+from gateway.memory.history import Event, History
 from gateway.memory.hot import HotTier
 from gateway.memory.poisoning import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.metrics import Metrics
@@ -41,22 +42,6 @@ class Embedder(Protocol):
     async def aclose(self) -> None: ...
 
 
-class History(Protocol):
-    async def record(
-        self, tenant: str, user: str, memory_id: str, action: str, old_text: str | None, new_text: str | None, cause: str, tier: str | None = None,
-    ) -> None: ...
-
-    async def redact(self, tenant: str, user: str, memory_ids: list[str]) -> int: ...
-
-    async def forget_user(self, tenant: str, user: str) -> int: ...
-
-    async def texted_users(self) -> set[tuple[str, str]]: ...
-
-    async def texted(self, tenant: str, user: str) -> set[str]: ...
-
-    async def scrub(self) -> bool: ...
-
-
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -78,7 +63,7 @@ class MemoryService:
         self.store = store
         self.embedder = embedder
         self.metrics = metrics
-        self.hot = HotTier(store, hot_users, metrics)
+        self.hot = HotTier(store, hot_users, metrics, tombstones)
         self.tombstones = tombstones
         self.locks = UserLocks()
         self.history = history  # None only where no change is recorded (benchmarks)
@@ -88,9 +73,9 @@ class MemoryService:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None, history: History | None = None) -> MemoryService:
+    async def open(cls, settings: Settings, metrics: Metrics, http_client: Any = None) -> MemoryService:
         """Embedder, then the store (its recorded dimension must match), inside the running loop: never before a fork;
-        every change is recorded in `history`."""
+        every change is recorded in the store's `history` table."""
         from gateway.memory.embed import make_embedder
 
         embedder = await asyncio.to_thread(
@@ -104,18 +89,26 @@ class MemoryService:
             else:
                 await embedder.embed(["dimension probe"])
         store = await MemoryStore.open(settings.lancedb_uri, embedder.name, embedder.dim, cache_mb=settings.store_cache_mb)
-        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db), history)
+        service = cls(store, embedder, metrics, settings.hot_users, await Tombstones.open(store.db), await History.open(store.db))
         service.start()
         return service
 
     # -- writes ------------------------------------------------------------------------------------
 
-    async def _record(self, m: Memory | tuple[str, str, str], action: str, old: str | None, new: str | None, cause: str) -> None:
-        """Count and log one change of a memory, given as itself or as (tenant, user, id)."""
-        tenant, user, mid = (m.tenant, m.user_id, m.id) if isinstance(m, Memory) else m
-        self.metrics.memories_written.labels(action).inc()
-        if self.history is not None:
-            await self.history.record(tenant, user, mid, action, old, new, cause, m.tier if isinstance(m, Memory) else None)
+    async def _record(self, events: list[Event]) -> int:
+        """Record and count changes (one commit per action); returns how many another replica had not recorded (`Event`)."""
+        new = 0
+        for action in dict.fromkeys(e.action for e in events):
+            group = [e for e in events if e.action == action]
+            count = await self.history.record(group) if self.history is not None else len(group)
+            self.metrics.memories_written.labels(action).inc(count)
+            new += count
+        return new
+
+    @staticmethod
+    def _event(m: Memory, action: str, old: str | None, new: str | None, cause: str) -> Event:
+        """One change of a memory, carrying the memory's tier."""
+        return Event(m.tenant, m.user_id, m.id, action, old, new, cause, tier=m.tier)
 
     async def _prepare(self, memories: list[Memory]) -> None:
         """Fill what a writer may leave out: vector, token count, timestamps, tier, the instruction flag;
@@ -146,7 +139,7 @@ class MemoryService:
 
     async def _forgotten(self, learned: Mapping[Key, float] | None) -> set[Key]:
         """Users forgotten at or after `learned[user]` (when the exchange a write comes from was
-        enqueued): such a write is dropped. Call with the users' locks held."""
+        enqueued), on any replica: such a write is dropped. Call with the users' locks held."""
         if not learned:
             return set()
         gone = {key for key, at in (await self.tombstones.since(learned)).items() if learned[key] <= at}
@@ -157,9 +150,9 @@ class MemoryService:
     async def write(
         self, memories: list[Memory], cause: str | Mapping[str, str] = "extraction", *, learned: Mapping[Key, float] | None = None,
     ) -> list[Memory]:
-        """Add memories in one commit; returns those actually inserted (replayed ids are skipped).
-        `cause` may map memory ids to causes (one extraction commit spans several jobs); with
-        `learned`, a user forgotten since is skipped (see `_forgotten`)."""
+        """Add memories in one commit; returns those actually inserted (replayed ids, and ids another
+        replica inserted first, are skipped). `cause` may map memory ids to causes (one extraction
+        commit spans several jobs); with `learned`, a user forgotten since is skipped (see `_forgotten`)."""
         if not memories:
             return []
         await self._prepare(memories)
@@ -170,8 +163,35 @@ class MemoryService:
             self.hot.added(inserted)
             for m in inserted:
                 self.metrics.memories_stored.labels(m.tier).inc()
-                await self._record(m, "add", None, m.text, cause if isinstance(cause, str) else cause.get(m.id, "extraction"))
+            await self._record([Event(m.tenant, m.user_id, m.id, "add", None, m.text, cause if isinstance(cause, str) else cause.get(m.id, "extraction"),
+                                      created=m.created_at, tier=m.tier) for m in inserted])
+            if learned and inserted:
+                inserted = await self._undo_forgotten(inserted, learned)
         return inserted
+
+    async def _undo_forgotten(self, inserted: list[Memory], learned: Mapping[Key, float]) -> list[Memory]:
+        """Check the tombstones again after the commit: a forget on another replica that landed between
+        our check and our commit missed these rows (its delete ran first), so they go now."""
+        gone = await self._forgotten({key: at for key, at in learned.items() if key in {(m.tenant, m.user_id) for m in inserted}})
+        for tenant, user in gone:
+            ids = [m.id for m in inserted if (m.tenant, m.user_id) == (tenant, user)]
+            await self.store.delete(tenant, user, ids)
+            self.hot.removed(tenant, user, ids)
+            if self.history is not None:
+                await self.history.forget_memories(tenant, user, ids)
+        return [m for m in inserted if (m.tenant, m.user_id) not in gone]
+
+    async def revive(self, tenant: str, user: str, id: str, cause: str, *, learned: float | None = None) -> Memory | None:
+        """Make a superseded memory active again: the user said it again (its id is its text's)."""
+        async with self.locks.hold([(tenant, user)]):
+            if await self._forgotten(None if learned is None else {(tenant, user): learned}):
+                return None
+            revived = await self.store.revive(tenant, user, id, time.time())
+            self._commits += 1
+            if revived is not None:
+                self.hot.updated(revived)
+                await self._record([self._event(revived, "refresh", None, revived.text, cause)])
+        return revived
 
     async def update(
         self, tenant: str, user: str, id: str, *, text: str | None = None, kind: str | None = None,
@@ -205,7 +225,7 @@ class MemoryService:
             if updated is None:
                 return None
             self.hot.updated(self.with_usage([updated])[0])  # recalls not yet folded in still count
-            await self._record(updated, action, current.text, updated.text, cause)  # action: update, or refresh (a restatement)
+            await self._record([self._event(updated, action, current.text, updated.text, cause)])  # action: update, or refresh (a restatement)
         return updated
 
     async def supersede(
@@ -215,10 +235,11 @@ class MemoryService:
             old = await self.store.get(tenant, user, old_id)
             if old is None or await self._forgotten(None if learned is None else {(tenant, user): learned}):
                 return
-            await self.store.supersede(tenant, user, old_id, new_id)
+            done = await self.store.supersede(tenant, user, old_id, new_id)
             self._commits += 1
             self.hot.removed(tenant, user, [old_id])
-            await self._record(old, "supersede", old.text, new_text, cause)
+            if done:  # else another writer superseded it first, and recorded it
+                await self._record([self._event(old, "supersede", old.text, new_text, cause)])
             await self._retire_episode(old, new_id, new_text, cause)
 
     async def _retire_episode(self, fact: Memory, successor_id: str, new_text: str | None, cause: str) -> None:
@@ -226,15 +247,16 @@ class MemoryService:
         tenant, user = fact.tenant, fact.user_id
         episode = await self.store.get(tenant, user, fact.source_episode) if fact.source_episode else None
         if episode is not None and episode.superseded_by is None:
-            await self.store.supersede(tenant, user, episode.id, successor_id)
+            done = await self.store.supersede(tenant, user, episode.id, successor_id)
             self.hot.removed(tenant, user, [episode.id])
-            await self._record(episode, "supersede", episode.text, new_text, cause)
+            if done:
+                await self._record([self._event(episode, "supersede", episode.text, new_text, cause)])
 
     async def ask_to_confirm(self, stored: Memory, said: Memory, cause: str, *, learned: float | None = None) -> None:
         """Record that `said` (written held back) waits for the user to confirm it over `stored`."""
         async with self.locks.hold([(stored.tenant, stored.user_id)]):
             if not await self._forgotten(None if learned is None else {(stored.tenant, stored.user_id): learned}):
-                await self._record(stored, "confirm", stored.text, said.text, f"{cause}:asked")
+                await self._record([self._event(stored, "confirm", stored.text, said.text, f"{cause}:asked")])
 
     async def settle(self, stored: Memory, said: Memory, keep_said: bool, cause: str, *, learned: float | None = None) -> None:
         """The user answered a confirmation: keep what they newly said (it supersedes the stored memory) or the
@@ -244,7 +266,7 @@ class MemoryService:
         async with self.locks.hold([(tenant, user)]):
             if await self._forgotten(None if learned is None else {(tenant, user): learned}):
                 return
-            await self._record(said if keep_said else stored, "confirm", stored.text, said.text, f"{cause}:{'yes' if keep_said else 'no'}")
+            await self._record([self._event(said if keep_said else stored, "confirm", stored.text, said.text, f"{cause}:{'yes' if keep_said else 'no'}")])
             if keep_said:
                 released = await self.store.update(tenant, user, said.id, superseded_by=None, updated_at=time.time())
                 self._commits += 1
@@ -268,14 +290,13 @@ class MemoryService:
         if not ids:
             return 0
         async with self.locks.hold([(tenant, user)]):
-            removed = await self.store.delete(tenant, user, ids, still=still)
+            removed = await self.store.delete_rows(tenant, user, ids, still=still)
             self._commits += 1
-            self.hot.removed(tenant, user, removed)
+            self.hot.removed(tenant, user, list(removed))
             if self.history is not None and removed:
-                await self.history.redact(tenant, user, removed)
-            for mid in removed:
-                await self._record((tenant, user, mid), action, None, None, cause)
-        return len(removed)
+                await self.history.redact(tenant, user, sorted(removed))
+            # Two replicas removing the same memory at once record (and count) it once.
+            return await self._record([Event(tenant, user, mid, action, None, None, cause, created=created) for mid, created in removed.items()])
 
     async def forget_user(self, tenant: str, user: str) -> tuple[int, int]:
         """Tombstone first (a write learned earlier is dropped from now on), then memories and their
@@ -288,6 +309,12 @@ class MemoryService:
         return removed, changes
 
     # -- reads -------------------------------------------------------------------------------------
+
+    async def latest(self) -> None:
+        """Read the newest commits of every replica from now on, not LanceDB's copy of up to a second ago."""
+        await self.store.latest()
+        if self.history is not None:
+            await self.history.table.checkout_latest()
 
     async def nearest(self, tenant: str, user: str, vector: np.ndarray, k: int = 5) -> list[tuple[Memory, float]]:
         """Cosine-nearest active memories (all agents, archival episodes aside), for reconciliation."""
@@ -349,6 +376,8 @@ class MemoryService:
                     compacted = time.monotonic()
                     await self.store.optimize()
                     await self.tombstones.optimize()
+                    if self.history is not None:
+                        await self.history.optimize()
             except Exception:
                 log.warning("memory maintenance failed; will retry", exc_info=True)
 
@@ -364,6 +393,8 @@ class MemoryService:
         except Exception:
             log.warning("could not fold usage counts on shutdown", exc_info=True)
         await self.hot.aclose()
-        self.tombstones.close()
+        await self.tombstones.aclose()
+        if self.history is not None:
+            self.history.close()
         await self.store.aclose()
         await self.embedder.aclose()

@@ -6,43 +6,29 @@ import asyncio
 import contextlib
 import warnings
 from datetime import timedelta
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator
 
 import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import FTS, BTree, IvfPq
+from lancedb.index import FTS
 
 from gateway.memory.confirmations import PREFIX as PENDING
-from gateway.memory.records import COLUMNS, CORE_KINDS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
+from gateway.memory.records import COLUMNS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
+from gateway.memory import tables
+from gateway.memory.tables import TABLE
 from gateway.memory.scopes import ScopeDirectory
+from gateway.memory.sql import one_of, scope, sql_literal
 
 # Past this many unseen commits, assume some were another replica's rather than checking each.
 MAX_VERSION_GAP = 10_000
 MAX_CONCURRENT_OPS = 8  # LanceDB reads and writes at once; a read holds open files for every fragment
 ERASE = timedelta(0)  # erasing drops every old version: their files hold what was removed
 
-TABLE = "memories"
 # Below this many rows a filtered brute-force scan beats an approximate index (and needs no training).
 ANN_MIN_ROWS = 50_000
 # Other replicas' commits become visible to our reads within this interval.
-READ_CONSISTENCY = timedelta(seconds=1)
-
-
-def sql_literal(value: str) -> str:
-    """A SQL string literal: the one place user-supplied text enters a filter."""
-    if not isinstance(value, str):
-        raise TypeError(f"filter value must be a string, not {type(value).__name__}")
-    return "'" + value.replace("'", "''") + "'"
-
-
-def scope(tenant: str, user: str | None = None) -> str:
-    where = f"tenant = {sql_literal(tenant)}"
-    return where if user is None else f"{where} AND user_id = {sql_literal(user)}"
-
-
-def one_of(column: str, values: Iterable[str]) -> str:
-    return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
+READ_CONSISTENCY = timedelta(seconds=0.5)
 
 
 class MemoryStore:
@@ -89,42 +75,13 @@ class MemoryStore:
         store.scopes.rescan()
         return store
 
-    @staticmethod
-    async def recorded(uri: str) -> tuple[str, int] | None:
-        """(embedder name, dimension) recorded with an existing table, or None when there is no table yet."""
-        db = await lancedb.connect_async(uri)
-        try:
-            if TABLE not in (await db.list_tables()).tables:
-                return None
-            table = await db.open_table(TABLE)
-            meta = (await table.schema()).metadata or {}
-            table.close()
-            return meta.get(META_EMBEDDER, b"").decode(), int(meta.get(META_DIM, b"0") or 0)
-        finally:
-            db.close()
+    recorded = staticmethod(tables.recorded)
 
     async def migrate(self) -> None:
-        """Add the columns a table made by an older memgate lacks; an old row's tier follows from its
-        kind and pin (core or recall: episodes did not exist yet)."""
-        have = set((await self.table.schema()).names)
-        missing = [f for f in self.schema if f.name not in have]
-        if not missing:
-            return
-        await self.table.add_columns(missing)
-        if "tier" in {f.name for f in missing}:
-            await self.table.update(updates_sql={"tier": "'core'"}, where=f"tier IS NULL AND (pinned IS TRUE OR {one_of('kind', CORE_KINDS)})")
-            await self.table.update(updates_sql={"tier": "'recall'"}, where="tier IS NULL")
+        await tables.migrate(self.table, self.schema)
 
     async def ensure_indexes(self) -> None:
-        """Scalar indexes on the scope columns, full text on text, ANN once the table is large."""
-        have = {tuple(i.columns): i.index_type for i in await self.table.list_indices()}
-        for column in ("tenant", "user_id"):
-            if (column,) not in have:
-                await self.table.create_index(column, config=BTree())
-        if ("text",) not in have:
-            await self.table.create_index("text", config=FTS())
-        if ("vector",) not in have and await self.table.count_rows() >= ANN_MIN_ROWS:
-            await self.table.create_index("vector", config=IvfPq(distance_type="cosine"))
+        await tables.ensure_indexes(self.table, ANN_MIN_ROWS)
 
     def _arrow(self, memories: list[Memory]) -> pa.Table:
         return to_arrow(memories, self.schema, self.dim)
@@ -135,6 +92,10 @@ class MemoryStore:
 
     async def version(self) -> int:
         return int(await self.table.version())
+
+    async def latest(self) -> None:
+        """Read every replica's newest commit from now on, not LanceDB's copy of up to READ_CONSISTENCY ago."""
+        await self.table.checkout_latest()
 
     def foreign_commits(self, seen: int, latest: int) -> bool:
         """Whether a commit after `seen` up to `latest` came from someone else (another replica, the CLI)."""
@@ -175,12 +136,13 @@ class MemoryStore:
             for _ in range(MAX_CONCURRENT_OPS):
                 self._ops.release()
 
-    async def _doomed(self, where: str) -> set[str]:
-        """Ids of the rows about to be deleted; their fragments (a row id's high 32 bits) are noted for `erase`."""
-        rows = await self._read(self.table.query().where(where).select(["id"]).with_row_id())
+    async def _doomed(self, where: str) -> dict[str, float]:
+        """Ids (with creation times) of the rows about to be deleted; their fragments (a row id's high
+        32 bits) are noted for `erase`."""
+        rows = await self._read(self.table.query().where(where).select(["id", "created_at"]).with_row_id())
         if self._erased is not None:  # None: every fragment is rewritten anyway
             self._erased.update(int(r) >> 32 for r in rows.column("_rowid").to_pylist())
-        return set(rows.column("id").to_pylist())
+        return dict(zip(rows.column("id").to_pylist(), rows.column("created_at").to_pylist()))
 
     async def add(self, memories: list[Memory]) -> list[Memory]:
         """Insert in one commit; ids already present are skipped. Returns the rows actually inserted."""
@@ -205,7 +167,25 @@ class MemoryStore:
             result = await self._write(self.table.merge_insert(["id", "tenant", "user_id"]).when_not_matched_insert_all().execute(self._arrow(fresh)))
             self._own(result.version)
             self.scopes.note((m.tenant, m.user_id) for m in fresh)
+            fresh = await self._first_wins(fresh)
         return fresh
+
+    async def _first_wins(self, written: list[Memory]) -> list[Memory]:
+        """Those of `written` that are the stored row for their id. Two replicas inserting one id at once
+        both commit (LanceDB does not check inserts against each other); the later commit (higher row id)
+        sees both rows, and each writer deletes its own row when it is not the first."""
+        where = " OR ".join(f"({scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)})" for m in written)
+        rows = await self._read(self.table.query().where(where).select(["id", "tenant", "user_id", "created_at"]).with_row_id())
+        first: dict[tuple[str, str, str], tuple[int, float]] = {}
+        for key, row, created in zip(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()),
+                                     rows.column("_rowid").to_pylist(), rows.column("created_at").to_pylist()):
+            first[key] = min(first.get(key, (row, created)), (row, created))
+        ours = [m for m in written if first.get((m.tenant, m.user_id, m.id), (0, m.created_at))[1] == m.created_at]
+        for m in written:
+            if all(m is not o for o in ours):
+                where = f"{scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)} AND created_at = {m.created_at!r}"
+                self._own((await self._write(self.table.delete(where))).version)
+        return ours
 
     async def holders(self, ids: list[str]) -> dict[str, set[tuple[str, str]]]:
         """The (tenant, user) pairs holding each of these ids, across scopes: import keeps ids global
@@ -236,26 +216,43 @@ class MemoryStore:
         self._own(result.version)
         return await self.get(tenant, user, id) if result.rows_updated else None
 
-    async def supersede(self, tenant: str, user: str, old_id: str, new_id: str) -> None:
-        result = await self._write(self.table.update({"superseded_by": new_id}, where=f"{scope(tenant, user)} AND id = {sql_literal(old_id)}"))
+    async def supersede(self, tenant: str, user: str, old_id: str, new_id: str) -> bool:
+        """Mark `old_id` replaced by `new_id` unless something replaced it first (here or on another
+        replica: LanceDB re-runs the condition on the newest version when commits race). True if it was done."""
+        where = f"{scope(tenant, user)} AND id = {sql_literal(old_id)} AND superseded_by IS NULL"
+        result = await self._write(self.table.update({"superseded_by": new_id}, where=where))
         self._own(result.version)
+        return bool(result.rows_updated)
+
+    async def revive(self, tenant: str, user: str, id: str, at: float) -> Memory | None:
+        """Make a superseded memory active again (the user said it again; one held for a confirmation stays held):
+        the row as it is afterwards, or None."""
+        where = f"{scope(tenant, user)} AND id = {sql_literal(id)} AND superseded_by IS NOT NULL AND superseded_by NOT LIKE '{PENDING}%'"
+        result = await self._write(self.table.update({"superseded_by": None, "updated_at": at}, where=where))
+        self._own(result.version)
+        return await self.get(tenant, user, id) if result.rows_updated else None
 
     async def delete(self, tenant: str, user: str, ids: list[str], *, still: str | None = None) -> list[str]:
         """Delete those of `ids` that (still) match the condition `still`; returns the ids deleted.
 
         A remover that planned from an earlier read passes its reason as `still`, so a row that
         changed since (pinned, used) is kept rather than deleted by id."""
+        return sorted(await self.delete_rows(tenant, user, ids, still=still))
+
+    async def delete_rows(self, tenant: str, user: str, ids: list[str], *, still: str | None = None) -> dict[str, float]:
+        """`delete`, answering each deleted id with its row's creation time (what names its removal in the history)."""
         if not ids:
-            return []
+            return {}
         where = f"{scope(tenant, user)} AND {one_of('id', ids)}" + (f" AND ({still})" if still else "")
         present = await self._doomed(where)
         if not present:
-            return []
+            return {}
         result = await self._write(self.table.delete(where))
         self._own(result.version)
         # A row that stopped matching between the read and the delete is still there: not deleted.
         kept = await self._read(self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', sorted(present))}").select(["id"]))
-        return sorted(present - set(kept.column("id").to_pylist()))
+        still_there = set(kept.column("id").to_pylist())
+        return {mid: created for mid, created in present.items() if mid not in still_there}
 
     async def active(self, tenant: str, user: str) -> list[Memory]:
         """A user's memories that are not superseded (or only held back for a confirmation), every agent's, with vectors

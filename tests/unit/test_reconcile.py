@@ -79,6 +79,12 @@ class FakeMemory:
     async def update(self, tenant: str, user: str, id: str, *, confidence: float, cause: str, action: str, learned: Any = None) -> None:
         self.calls.append(("update", id, confidence, cause, action))
 
+    async def revive(self, tenant: str, user: str, id: str, cause: str, *, learned: Any = None) -> None:
+        self.calls.append(("revive", id))
+        for m in self.rows:
+            if m.id == id:
+                m.superseded_by = None
+
     async def supersede(self, tenant: str, user: str, old_id: str, new_id: str, cause: str, new_text: str | None = None, *, learned: Any = None) -> None:
         self.calls.append(("supersede", old_id, new_id, new_text))
         for m in self.rows:
@@ -91,8 +97,8 @@ def group(*texts: str, job_id: int = 1, user: str = "u", agent: str | None = Non
     return Group("t", user, agent, items, "extraction", judge)
 
 
-def apply(memory: FakeMemory, *groups: Group, instance: str = "gw1") -> Any:
-    return asyncio.run(Reconciler(memory, instance).apply(list(groups)))
+def apply(memory: FakeMemory, *groups: Group) -> Any:
+    return asyncio.run(Reconciler(memory).apply(list(groups)))
 
 
 def active(memory: FakeMemory, user: str = "u") -> list[str]:
@@ -102,17 +108,19 @@ def active(memory: FakeMemory, user: str = "u") -> list[str]:
 # -- memory_id ------------------------------------------------------------------------------------
 
 
-def test_memory_id_is_stable_for_the_same_instance_job_and_position() -> None:
-    assert memory_id("gw1", 7, 0) == memory_id("gw1", 7, 0)
+def test_memory_id_is_the_same_for_every_restatement_of_a_fact_in_one_scope() -> None:
+    assert memory_id("t", "u", None, "User lives in Paris") == memory_id("t", "u", None, "user lives in paris.")
 
 
-def test_memory_id_differs_by_instance_job_and_position() -> None:
-    ids = {memory_id("gw1", 7, 0), memory_id("gw2", 7, 0), memory_id("gw1", 8, 0), memory_id("gw1", 7, 1)}
-    assert len(ids) == 4
+def test_memory_id_differs_by_tenant_user_agent_and_fact() -> None:
+    ids = {memory_id("t", "u", None, "User lives in Paris"), memory_id("t2", "u", None, "User lives in Paris"),
+           memory_id("t", "u2", None, "User lives in Paris"), memory_id("t", "u", "a", "User lives in Paris"),
+           memory_id("t", "u", None, "User lives in Rome")}
+    assert len(ids) == 5
 
 
 def test_memory_id_is_a_uuid5() -> None:
-    assert uuid.UUID(memory_id("gw1", 1, 0)).version == 5
+    assert uuid.UUID(memory_id("t", "u", None, "x")).version == 5
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -127,8 +135,9 @@ def test_nothing_to_reconcile_writes_nothing() -> None:
 def test_a_new_statement_is_added_with_its_derived_id() -> None:
     memory = FakeMemory()
     plan = apply(memory, group("User lives in Paris", job_id=3))
-    assert [(m.id, m.text, m.tenant, m.user_id) for m in plan.new] == [(memory_id("gw1", 3, 0), "User lives in Paris", "t", "u")]
-    assert plan.causes == {memory_id("gw1", 3, 0): "extraction"}
+    mid = memory_id("t", "u", None, "User lives in Paris")
+    assert [(m.id, m.text, m.tenant, m.user_id) for m in plan.new] == [(mid, "User lives in Paris", "t", "u")]
+    assert plan.causes == {mid: "extraction"}
 
 
 def test_new_memories_of_every_group_go_in_one_write() -> None:
@@ -307,3 +316,12 @@ def test_the_judge_is_not_asked_about_distant_memories() -> None:
 
     plan = apply(memory, group("User has a cat", judge=judge))
     assert [m.text for m in plan.new] == ["User has a cat"]
+
+
+def test_a_restatement_of_a_stored_fact_refreshes_it_but_a_replay_of_its_own_job_does_nothing() -> None:
+    memory = FakeMemory()
+    stored = memory.existing("User lives in Paris", id=memory_id("t", "u", None, "User lives in Paris"))
+    stored.source_request_id = "req"  # the request `group` attributes its candidates to
+    assert apply(memory, group("User lives in Paris")).refresh == {}  # the replay: same id, same request
+    stored.source_request_id = "an-earlier-request"
+    assert list(apply(memory, group("User lives in Paris")).refresh) == [stored.id]
