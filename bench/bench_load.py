@@ -7,6 +7,11 @@ Each request states a unique fact for a fresh user ("My locker number is N."), s
 
     python bench/bench_load.py                          # 64 clients, 180 s
     python bench/bench_load.py --duration 240 --kill-at 90
+    python bench/bench_load.py --replicas 3 --duration 600 --kill-at 300   # 3 replicas on moto's S3; the last is killed
+
+With --replicas N the gateways share one LanceDB dataset on a local S3-compatible server (moto), each
+with its own data dir; clients spread requests over them as a load balancer would, skipping a replica
+while it is down; the last replica is the one killed.
 Prints a table; exits non-zero when a check fails. Loopback only: the upstream is tests/fake_upstream.py.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -30,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fake_upstream import FakeUpstream  # noqa: E402  (the same local upstream the tests use)
 from tests.harness import Gateway  # noqa: E402
+from tests.object_store import ObjectStore  # noqa: E402
 
 KEY = "sk-bench-load"
 FACT = "My locker number is {n}."
@@ -57,9 +64,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def client_loop(index: int, gw: Gateway, http: httpx.AsyncClient, stop: float, result: Result, counter: list[int], down: threading.Event, pause: float) -> None:
+async def client_loop(index: int, gws: list[Gateway], http: httpx.AsyncClient, stop: float, result: Result, counter: list[int], down: threading.Event, pause: float) -> None:
     seq = 0
     while time.monotonic() < stop:
+        # Round robin over the replicas, skipping the one being killed (a load balancer's health check).
+        up = gws[:-1] if down.is_set() and len(gws) > 1 else gws
+        gw = up[(index + seq) % len(up)]
         if pause and seq:
             await asyncio.sleep(pause)  # pacing (think time), not synchronisation
         counter[0] += 1
@@ -94,7 +104,8 @@ async def client_loop(index: int, gw: Gateway, http: httpx.AsyncClient, stop: fl
                 result.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def drive(gw: Gateway, clients: int, duration: float, kill_at: float | None, result: Result, pause: float = 0.0) -> None:
+async def drive(gws: list[Gateway], clients: int, duration: float, kill_at: float | None, result: Result, pause: float = 0.0) -> None:
+    gw = gws[-1]  # the one sampled and killed
     counter = [0]
     down = threading.Event()
     begin = time.monotonic()
@@ -121,16 +132,22 @@ async def drive(gw: Gateway, clients: int, duration: float, kill_at: float | Non
             result.restarted_at = time.monotonic() - begin
             down.clear()
 
-        await asyncio.gather(sampler(), killer(), *(client_loop(i, gw, http, stop, result, counter, down, pause) for i in range(clients)))
+        await asyncio.gather(sampler(), killer(), *(client_loop(i, gws, http, stop, result, counter, down, pause) for i in range(clients)))
     result.duration = time.monotonic() - begin
 
 
-def verify(gw: Gateway, result: Result, data_dir: Path, sample: int = 200) -> dict[str, object]:
-    """Flush, check a sample through the admin API, stop, then read SQLite and LanceDB directly."""
+def verify(gws: list[Gateway], result: Result, data_dir: Path, store_uri: str | None = None, sample: int = 200) -> dict[str, object]:
+    """Flush every replica, check a sample through the first one's admin API, stop, then read SQLite and LanceDB directly."""
     checks: dict[str, object] = {}
+    keys = ("depth", "dead_letters", "dropped", "recovered_on_start", "completed")
+    checks["queue_after_flush"] = dict.fromkeys(keys, 0)
+    for replica in gws:
+        with replica.admin() as admin:
+            flushed = admin.post("/queue/flush", params={"timeout": 600}, timeout=660).json()
+        for k in keys:
+            checks["queue_after_flush"][k] += flushed[k]
+    gw = gws[0]
     with gw.admin() as admin:
-        flushed = admin.post("/queue/flush", params={"timeout": 600}, timeout=660).json()
-        checks["queue_after_flush"] = {k: flushed[k] for k in ("depth", "dead_letters", "dropped", "recovered_on_start", "completed")}
         tenant = next(iter(admin.get("/tenants").json()["tenants"]))
         users = sorted(result.accepted)[:: max(1, len(result.accepted) // sample)]
         missing_via_admin = 0
@@ -140,7 +157,8 @@ def verify(gw: Gateway, result: Result, data_dir: Path, sample: int = 200) -> di
             if texts != [MEMORY.format(n=result.accepted[user])]:
                 missing_via_admin += 1
         checks["admin_sample"] = f"{len(users) - missing_via_admin}/{len(users)} found"
-    gw.stop()
+    for replica in gws:
+        replica.stop()
 
     checks["jobs_left"] = []
     for path in sorted(data_dir.glob("**/memgate.sqlite3")):  # with --workers, one queue file per worker
@@ -151,7 +169,7 @@ def verify(gw: Gateway, result: Result, data_dir: Path, sample: int = 200) -> di
 
     import lancedb
 
-    table = lancedb.connect(str(data_dir / "lancedb")).open_table("memories")
+    table = lancedb.connect(store_uri or str(data_dir / "lancedb")).open_table("memories")
     rows = table.to_arrow().select(["id", "user_id", "text", "superseded_by"]).to_pylist()
     checks["lancedb_rows"] = len(rows)
     ids = [r["id"] for r in rows]
@@ -166,18 +184,33 @@ def verify(gw: Gateway, result: Result, data_dir: Path, sample: int = 200) -> di
     return checks
 
 
-def run(clients: int = 64, duration: float = 180.0, kill_at: float | None = None, pause: float = 0.0, data_dir: Path | None = None, **settings: object) -> tuple[Result, dict[str, object]]:
+def run(clients: int = 64, duration: float = 180.0, kill_at: float | None = None, pause: float = 0.0, data_dir: Path | None = None,
+        replicas: int = 1, **settings: object) -> tuple[Result, dict[str, object]]:
     work = Path(tempfile.mkdtemp(prefix="memgate-load-"))
     data = data_dir or work / "data"
     upstream = FakeUpstream().start()
-    gw = Gateway(upstream.url, data, production_rules=True, tenant_mode="key", log_level="warning", **settings).start()
+    s3 = ObjectStore(work).start() if replicas > 1 else None
+    store_uri = s3.new_uri() if s3 is not None else None
+    gws: list[Gateway] = []
+    data.mkdir(parents=True, exist_ok=True)
     result = Result()
     try:
-        asyncio.run(drive(gw, clients, duration, kill_at, result, pause))
-        checks = verify(gw, result, data)
+        for i in range(replicas):  # one after another: the first creates the tables
+            gw = Gateway(upstream.url, data if replicas == 1 else data / f"replica-{i}", production_rules=True, tenant_mode="key", log_level="warning",
+                         **({"store_uri": store_uri} if store_uri else {}), **settings)
+            if s3 is not None:
+                gw.env.update(s3.env)
+            gws.append(gw.start())
+        asyncio.run(drive(gws, clients, duration, kill_at, result, pause))
+        if s3 is not None:
+            os.environ.update(s3.env)  # LanceDB reads the store with the same AWS environment
+        checks = verify(gws, result, data, store_uri)
     finally:
-        gw.stop()
+        for gw in gws:
+            gw.stop()
         upstream.stop()
+        if s3 is not None:
+            s3.stop()
     return result, checks
 
 
@@ -224,9 +257,10 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL the gateway this many seconds in, then restart it")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds each client waits between requests (0: closed loop)")
     parser.add_argument("--workers", type=int, default=1, help="memgate serve --workers N (RSS is then the supervisor's only)")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas on one S3-compatible store (moto), the last one killed (RSS is its own)")
     args = parser.parse_args()
     started = time.monotonic()
-    result, checks = run(args.clients, args.duration, args.kill_at, args.pause, **({"workers": args.workers} if args.workers > 1 else {}))
+    result, checks = run(args.clients, args.duration, args.kill_at, args.pause, replicas=args.replicas, **({"workers": args.workers} if args.workers > 1 else {}))
     print(f"(load, flush and verification took {time.monotonic() - started:.0f} s)")
     print(table(result, checks, args.clients))
     for error in result.errors[:10]:

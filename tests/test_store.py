@@ -240,3 +240,28 @@ def test_history_kept_in_sqlite_by_an_older_release_moves_into_the_shared_table_
         await db.close()
 
     run(scenario())
+
+
+def test_two_replicas_recording_one_removal_at_once_keep_one_event_and_count_it_once(tmp_path: Path) -> None:
+    """The history's once-only events (an add, a removal) are appended and read back: two writers at
+    once leave one row, and exactly one of them reports it new (what the metrics count)."""
+    from gateway.memory.history import Event, History
+
+    async def scenario() -> None:
+        path = str(tmp_path / "db")
+        first = await MemoryStore.open(path, "test", 8)
+        second = await MemoryStore.open(path, "test", 8)
+        histories = [await History.open(first.db), await History.open(second.db)]
+        for round_ in range(5):
+            event = Event("t", "u", f"m{round_}", "delete", None, None, "hygiene", created=float(round_))
+            counts = await asyncio.gather(*(h.record([event]) for h in histories))
+            assert sorted(counts) == [0, 1]
+            await histories[0].table.checkout_latest()
+            assert [h["action"] for h in await histories[0].for_memory("t", "u", f"m{round_}")] == ["delete"]
+            assert await histories[1].record([event]) == 0  # a replay later: nothing new
+        for h in histories:
+            h.close()
+        await first.aclose()
+        await second.aclose()
+
+    run(scenario())

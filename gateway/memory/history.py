@@ -64,8 +64,12 @@ class Event:
     created: float | None = None
     tier: str | None = None
 
+    def once(self) -> bool:
+        """Whether this event happens once per memory (its add, its removal), whoever records it."""
+        return self.created is not None and self.action in ("add", *REMOVALS)
+
     def event_id(self) -> str:
-        if self.created is None or self.action not in ("add", *REMOVALS):
+        if not self.once():
             return str(uuid.uuid4())
         kind = "add" if self.action == "add" else "remove"
         return str(uuid.uuid5(NAMESPACE, f"{self.tenant}\0{self.user}\0{self.memory_id}\0{kind}\0{self.created!r}"))
@@ -100,8 +104,14 @@ class History:
                 raise ValueError(f"unknown history action {e.action!r}")
         if not events:
             return 0
-        now = time.time()
         rows = {e.event_id(): e for e in events}
+        once = [eid for eid, e in rows.items() if e.once()]
+        if once:  # already recorded (a replay, another replica): not again
+            for eid in await self._present(once):
+                del rows[eid]
+        if not rows:
+            return 0
+        now = time.time()
         data = pa.table(
             {
                 "event_id": list(rows),
@@ -117,8 +127,28 @@ class History:
             },
             schema=SCHEMA,
         )
-        result = await self.table.merge_insert("event_id").when_not_matched_insert_all().execute(data)
-        return int(result.num_inserted_rows)
+        # An append never conflicts with another replica's commit; the read-back settles an event two recorded at once.
+        await self.table.add(data)
+        lost = await self._first_wins([eid for eid in once if eid in rows], now)
+        return len(rows) - lost
+
+    async def _present(self, event_ids: Sequence[str]) -> set[str]:
+        rows = await self.table.query().where(one_of("event_id", event_ids)).select(["event_id"]).to_arrow()
+        return set(rows.column("event_id").to_pylist())
+
+    async def _first_wins(self, event_ids: Sequence[str], at: float) -> int:
+        """Of the once-only events just recorded at `at`, delete those another writer recorded first (the
+        lower row id: the later commit sees both); returns how many were deleted."""
+        if not event_ids:
+            return 0
+        rows = await self.table.query().where(one_of("event_id", event_ids)).select(["event_id", "at"]).with_row_id().to_arrow()
+        first: dict[str, tuple[int, float]] = {}
+        for eid, row, when in zip(rows.column("event_id").to_pylist(), rows.column("_rowid").to_pylist(), rows.column("at").to_pylist()):
+            first[eid] = min(first.get(eid, (row, when)), (row, when))
+        later = [eid for eid, (_, when) in first.items() if when != at]
+        if later:
+            await self.table.delete(f"{one_of('event_id', later)} AND at = {at!r}")
+        return len(later)
 
     async def for_memory(self, tenant: str, user: str, memory_id: str) -> list[dict]:
         """Changes to one memory, oldest first; a change recorded without its tier (a removal) has the

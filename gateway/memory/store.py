@@ -162,9 +162,10 @@ class MemoryStore:
             present = set(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()))
         fresh = list({(m.tenant, m.user_id, m.id): m for m in memories if (m.tenant, m.user_id, m.id) not in present}.values())
         if fresh:
-            # Keyed like every other write, by (id, tenant, user_id): an id another user happens to
-            # hold (an import, say) can neither block this insert nor touch that user's row.
-            result = await self._write(self.table.merge_insert(["id", "tenant", "user_id"]).when_not_matched_insert_all().execute(self._arrow(fresh)))
+            # An append, not a merge-insert: it never conflicts with another replica's commit nor scans the
+            # table for the join; the read-back settles an id two writers inserted at once. Ids are per
+            # (tenant, user): an id another user happens to hold (an import, say) is not looked at.
+            result = await self._write(self.table.add(self._arrow(fresh)))
             self._own(result.version)
             self.scopes.note((m.tenant, m.user_id) for m in fresh)
             fresh = await self._first_wins(fresh)
