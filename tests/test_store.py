@@ -265,3 +265,34 @@ def test_two_replicas_recording_one_removal_at_once_keep_one_event_and_count_it_
         await second.aclose()
 
     run(scenario())
+
+
+def test_an_extraction_batch_warms_its_users_in_one_read_each_with_only_its_own_rows(tmp_path: Path) -> None:
+    """`warm_many` loads several cold users with one scoped read (object storage pays a GET per fragment
+    per read); each entry holds that user's active rows only, and a user with none is cached empty."""
+    from gateway.memory.hot import HotTier
+    from gateway.metrics import Metrics
+
+    async def scenario() -> None:
+        store = await MemoryStore.open(str(tmp_path / "db"), "test", 8)
+        await store.add([memory("t", "ann", "ann's fact"), memory("t", HOSTILE, "hostile's fact"), memory("u", "ann", "other tenant's ann")])
+        reads = 0
+        real_read = store._read
+
+        async def counted(query):
+            nonlocal reads
+            reads += 1
+            return await real_read(query)
+
+        store._read = counted  # count store reads (the real ones run)
+        metrics = Metrics()
+        hot = HotTier(store, 10, metrics)
+        await hot.warm_many([("t", "ann"), ("t", HOSTILE), ("t", "nobody")])
+        assert reads == 1
+        assert [m.text for m in (await hot.get("t", "ann")).memories] == ["ann's fact"]
+        assert [m.text for m in (await hot.get("t", HOSTILE)).memories] == ["hostile's fact"]
+        assert len(await hot.get("t", "nobody")) == 0
+        assert metrics.hot_tier.labels("miss")._value.get() == 0 and metrics.hot_tier.labels("hit")._value.get() == 3
+        await store.aclose()
+
+    run(scenario())

@@ -109,7 +109,8 @@ class Reconciler:
             return Plan()
         vectors = iter(await self.memory.embedder.embed(texts))
         plan = Plan(learned={(g.tenant, g.user): g.learned for g in groups})
-        # Users are independent: plan them concurrently (a cold user's first lookup reads LanceDB).
+        # Users are independent: plan them concurrently, the cold ones read from LanceDB together first.
+        await self.memory.warm_users([(g.tenant, g.user) for g in groups])
         await asyncio.gather(*(self._plan(group, [next(vectors) for _ in group.items], plan) for group in groups))
         await self._hold_critical(plan, {(g.tenant, g.user): g.critical for g in groups})
         # New rows go in before anything is superseded: a crash in between leaves both, and the

@@ -130,6 +130,7 @@ class HotTier:
         self.metrics = metrics
         self.entries: OrderedDict[Key, UserMemories] = OrderedDict()
         self._generation: dict[Key, int] = {}  # keys being loaded -> writes seen meanwhile (the load retries)
+        self._batch_generation: dict[Key, int] = {}  # the same for `warm_many` (which then leaves the key alone)
         self._loading: dict[Key, asyncio.Task[UserMemories]] = {}
         self._reloads: set[asyncio.Task[None]] = set()
 
@@ -163,6 +164,27 @@ class HotTier:
         """Load a user ahead of their first request (the start-up prefetch); not counted as a lookup."""
         if (tenant, user) not in self.entries:
             await self._load_once((tenant, user))
+
+    async def warm_many(self, keys: Iterable[Key]) -> None:
+        """Load the users not cached nor loading in one store read (an extraction batch's users); one written to
+        meanwhile is left for its own load."""
+        cold = [k for k in dict.fromkeys(keys) if k not in self.entries and k not in self._loading]
+        if len(cold) < 2 or self._read_latest:
+            return
+        for key in cold:
+            self._batch_generation[key] = 0
+        try:
+            version = await self.store.version()
+            found = await self.store.active_of(cold)
+            entries = await asyncio.to_thread(lambda: {k: UserMemories(found[k], self.store.dim, version) for k in cold})
+            for key, entry in entries.items():
+                if self._batch_generation.get(key) == 0 and key not in self.entries and key not in self._loading:
+                    self.entries[key] = entry
+            while len(self.entries) > self.capacity:
+                self.entries.popitem(last=False)
+        finally:
+            for key in cold:
+                self._batch_generation.pop(key, None)
 
     async def _load_once(self, key: Key) -> UserMemories:
         # One load per user at a time, in its own task: a caller that times out does not cancel it,
@@ -210,6 +232,8 @@ class HotTier:
     def _touch(self, key: Key) -> UserMemories | None:
         if key in self._generation:
             self._generation[key] += 1
+        if key in self._batch_generation:
+            self._batch_generation[key] += 1
         return self.entries.get(key)
 
     def added(self, memories: list[Memory]) -> None:

@@ -16,6 +16,7 @@ from gateway.config import Settings
 from gateway.memory.confirmations import Asked
 from gateway.memory.history import Event, History
 from gateway.memory.hot import HotTier
+from gateway.memory.maintenance import maintain
 from gateway.memory.poisoning import looks_like_instruction  # the one shared detector (extraction and admin writes)
 from gateway.metrics import Metrics
 from gateway.memory.recall import Query, rank
@@ -27,11 +28,6 @@ from gateway.memory.userlocks import Key, UserLocks
 
 log = logging.getLogger("memgate.memory")
 
-USAGE_FLUSH_SECONDS = 10.0  # use counts reach LanceDB in one commit per interval, not one per recall
-# Every commit adds a fragment and search cost grows with fragments: compact after this many
-# commits, or after COMPACT_SECONDS when there were any.
-COMPACT_AFTER_COMMITS = 100
-COMPACT_SECONDS = 600.0
 
 class Embedder(Protocol):
     name: str
@@ -69,7 +65,7 @@ class MemoryService:
         self.history = history  # None only where no change is recorded (benchmarks)
         self._usage: dict[tuple[str, str, str], tuple[int, float]] = {}
         self.asked = Asked()  # which requests carried each pending confirmation
-        self._commits = 0
+        self.commits = 0
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -159,7 +155,7 @@ class MemoryService:
         async with self.locks.hold((m.tenant, m.user_id) for m in memories):
             gone = await self._forgotten(learned)
             inserted = await self.store.add([m for m in memories if (m.tenant, m.user_id) not in gone])
-            self._commits += 1
+            self.commits += 1
             self.hot.added(inserted)
             for m in inserted:
                 self.metrics.memories_stored.labels(m.tier).inc()
@@ -187,7 +183,7 @@ class MemoryService:
             if await self._forgotten(None if learned is None else {(tenant, user): learned}):
                 return None
             revived = await self.store.revive(tenant, user, id, time.time())
-            self._commits += 1
+            self.commits += 1
             if revived is not None:
                 self.hot.updated(revived)
                 await self._record([self._event(revived, "refresh", None, revived.text, cause)])
@@ -221,7 +217,7 @@ class MemoryService:
             if await self._forgotten(None if learned is None else {(tenant, user): learned}):
                 return None
             updated = await self.store.update(tenant, user, id, **changes)
-            self._commits += 1
+            self.commits += 1
             if updated is None:
                 return None
             self.hot.updated(self.with_usage([updated])[0])  # recalls not yet folded in still count
@@ -236,7 +232,7 @@ class MemoryService:
             if old is None or await self._forgotten(None if learned is None else {(tenant, user): learned}):
                 return
             done = await self.store.supersede(tenant, user, old_id, new_id)
-            self._commits += 1
+            self.commits += 1
             self.hot.removed(tenant, user, [old_id])
             if done:  # else another writer superseded it first, and recorded it
                 await self._record([self._event(old, "supersede", old.text, new_text, cause)])
@@ -269,7 +265,7 @@ class MemoryService:
             await self._record([self._event(said if keep_said else stored, "confirm", stored.text, said.text, f"{cause}:{'yes' if keep_said else 'no'}")])
             if keep_said:
                 released = await self.store.update(tenant, user, said.id, superseded_by=None, updated_at=time.time())
-                self._commits += 1
+                self.commits += 1
                 if released is None:
                     return
                 self.hot.updated(self.with_usage([released])[0])
@@ -291,7 +287,7 @@ class MemoryService:
             return 0
         async with self.locks.hold([(tenant, user)]):
             removed = await self.store.delete_rows(tenant, user, ids, still=still)
-            self._commits += 1
+            self.commits += 1
             self.hot.removed(tenant, user, list(removed))
             if self.history is not None and removed:
                 await self.history.redact(tenant, user, sorted(removed))
@@ -315,6 +311,10 @@ class MemoryService:
         await self.store.latest()
         if self.history is not None:
             await self.history.table.checkout_latest()
+
+    async def warm_users(self, keys: list[Key]) -> None:
+        """Bring these users into the hot tier with one store read (before `nearest` asks for each)."""
+        await self.hot.warm_many(keys)
 
     async def nearest(self, tenant: str, user: str, vector: np.ndarray, k: int = 5) -> list[tuple[Memory, float]]:
         """Cosine-nearest active memories (all agents, archival episodes aside), for reconciliation."""
@@ -361,28 +361,10 @@ class MemoryService:
         usage, self._usage = self._usage, {}
         if usage:
             await self.store.fold_usage(usage)
-            self._commits += 1
-
-    async def maintain(self) -> None:
-        """Fold usage counts in periodically; compact after enough commits or time."""
-        compacted = time.monotonic()
-        while True:
-            await asyncio.sleep(USAGE_FLUSH_SECONDS)
-            try:
-                await self.flush_usage()
-                due = self._commits >= COMPACT_AFTER_COMMITS or (self._commits and time.monotonic() - compacted >= COMPACT_SECONDS)
-                if due:
-                    self._commits = 0
-                    compacted = time.monotonic()
-                    await self.store.optimize()
-                    await self.tombstones.optimize()
-                    if self.history is not None:
-                        await self.history.optimize()
-            except Exception:
-                log.warning("memory maintenance failed; will retry", exc_info=True)
+            self.commits += 1
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.maintain())
+        self._task = asyncio.create_task(maintain(self))
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -172,9 +172,8 @@ class MemoryStore:
         return fresh
 
     async def _first_wins(self, written: list[Memory]) -> list[Memory]:
-        """Those of `written` that are the stored row for their id. Two replicas inserting one id at once
-        both commit (LanceDB does not check inserts against each other); the later commit (higher row id)
-        sees both rows, and each writer deletes its own row when it is not the first."""
+        """Those of `written` that are the stored row for their id. Two replicas appending one id at once both commit;
+        the later commit (higher row id) sees both rows, and each writer deletes its own row when it is not the first."""
         where = " OR ".join(f"({scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)})" for m in written)
         rows = await self._read(self.table.query().where(where).select(["id", "tenant", "user_id", "created_at"]).with_row_id())
         first: dict[tuple[str, str, str], tuple[int, float]] = {}
@@ -189,8 +188,7 @@ class MemoryStore:
         return ours
 
     async def holders(self, ids: list[str]) -> dict[str, set[tuple[str, str]]]:
-        """The (tenant, user) pairs holding each of these ids, across scopes: import keeps ids global
-        with it. Only the pairs are read, never another scope's memory."""
+        """The (tenant, user) pairs holding each of these ids, across scopes (import keeps ids global); only the pairs are read."""
         if not ids:
             return {}
         rows = await self._read(self.table.query().where(one_of("id", set(ids))).select(["id", "tenant", "user_id"]))
@@ -259,6 +257,14 @@ class MemoryStore:
         """A user's memories that are not superseded (or only held back for a confirmation), every agent's, with vectors
         (the hot tier filters by agent)."""
         return await self._query(f"{scope(tenant, user)} AND (superseded_by IS NULL OR superseded_by LIKE '{PENDING}%')")
+
+    async def active_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[Memory]]:
+        """`active` for several users in one read: a read opens every unindexed fragment (a GET each on object storage)."""
+        clauses = " OR ".join(f"({scope(tenant, user)})" for tenant, user in keys)
+        found: dict[tuple[str, str], list[Memory]] = {key: [] for key in keys}
+        for m in await self._query(f"({clauses}) AND (superseded_by IS NULL OR superseded_by LIKE '{PENDING}%')"):
+            found.setdefault((m.tenant, m.user_id), []).append(m)
+        return found
 
     async def list(
         self, tenant: str, user: str, *, limit: int = 50, cursor: str | None = None, kind: str | None = None, include_superseded: bool = False,

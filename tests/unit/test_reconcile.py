@@ -64,6 +64,9 @@ class FakeMemory:
         self.rows.append(m)
         return m
 
+    async def warm_users(self, keys: list[tuple[str, str]]) -> None:
+        pass  # nothing cached here: `nearest` reads the rows
+
     async def nearest(self, tenant: str, user: str, vector: np.ndarray, k: int) -> list[tuple[Memory, float]]:
         active = [m for m in self.rows if m.tenant == tenant and m.user_id == user and m.superseded_by is None]
         scored = sorted(((m, float(np.dot(m.vector, vector))) for m in active), key=lambda p: -p[1])
