@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 from gateway.exchange import ChatContext, Reply
 from gateway.memory.counts import NeedsThread
 from gateway.memory.fitting import Plan, plan
+from gateway.memory.overflow import Trimming
 from gateway.memory.inject import pack
 from gateway.memory.recall import EPISODE_MIN_SCORE, Query, core_profile, query_text, rank, relevance_of
 from gateway.memory.records import SUMMARY_KIND, Memory
@@ -40,12 +41,12 @@ class MemoryLayer:
         self._summaries: set[asyncio.Task[None]] = set()  # session summaries being written (referenced until done)
 
     async def recall_block(
-        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trim: bool
+        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trimming: Trimming | None
     ) -> tuple[dict[str, Any] | None, str | None]:
         if not isinstance(view.get("messages"), list):
             return None, None
         try:
-            fitted = await self._plan(ctx, view, trim)
+            fitted = await self._plan(ctx, view, trimming)
         except Exception:
             log.warning("could not size the request against its context window; forwarding it as is", extra={"request_id": ctx.request_id}, exc_info=True)
             if ctx.read:
@@ -57,7 +58,7 @@ class MemoryLayer:
         try:
             async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
                 session = session_of(ctx.identity.session, view["messages"])  # of the whole conversation, not the trimmed one
-                block = await self._recall(ctx, fitted.payload or view, appends(fitted.payload), fitted.memory_budget, session)
+                block = await self._recall(ctx, fitted.view or view, appends(fitted.payload), fitted.memory_budget, session)
         except TimeoutError:
             ctx.memory_status = "timeout"
             self.metrics.recall_timeouts.labels(ctx.api).inc()
@@ -108,19 +109,19 @@ class MemoryLayer:
         service.used(identity.tenant, identity.user, packed.memories)
         return packed.text
 
-    async def _plan(self, ctx: ChatContext, payload: dict[str, Any], trim: bool) -> Plan:
-        """Size the request (trimming it if it overflows and `trim`) on the event loop while that needs only cached
+    async def _plan(self, ctx: ChatContext, payload: dict[str, Any], trimming: Trimming | None) -> Plan:
+        """Size the request (trimming it with `trimming` if it overflows) on the event loop while that needs only cached
         counts and a little new text; else in a thread, which stops at its next slice if this request is cancelled."""
         window = self.windows.resolve(ctx.model, ctx.rule.context_window)
-        rule = ctx.rule if trim else dataclasses.replace(ctx.rule, overflow="off")
+        rule = ctx.rule if trimming is not None else dataclasses.replace(ctx.rule, overflow="off")
         try:
             if len(payload["messages"]) > INLINE_MESSAGES:
                 raise NeedsThread
-            fitted = plan(payload, ctx.model, rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS)
+            fitted = plan(payload, ctx.model, rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS, trimming=trimming)
         except NeedsThread:
             stopped = threading.Event()
             try:
-                fitted = await asyncio.to_thread(plan, payload, ctx.model, rule, window, ctx.read, stopped.is_set)
+                fitted = await asyncio.to_thread(plan, payload, ctx.model, rule, window, ctx.read, stopped.is_set, trimming=trimming)
             finally:
                 stopped.set()
         if fitted.outcome != "fits":
