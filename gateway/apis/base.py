@@ -86,6 +86,9 @@ class ItemTrimming(Trimming):
         gone = {self.origins[i] for i in dropped}
         return {**self.payload, self.field: [item for j, item in enumerate(self.payload[self.field]) if j not in gone]}
 
+    def items(self, dropped: Sequence[int]) -> int:
+        return len({self.origins[i] for i in dropped})
+
     def appends(self, payload: dict[str, Any]) -> bool:
         return self.api.appends(payload, "system")
 

@@ -131,7 +131,7 @@ def _trim(
         kept_payload = summarized
         prompt += used + overhead
     budget = max(0, min(rule.budget_tokens, limit - prompt)) if read else 0
-    return Plan(window, "trimmed", prompt, budget, kept_payload, len(choice.dropped), dropped_tokens, used, kept_view)
+    return Plan(window, "trimmed", prompt, budget, kept_payload, trimming.items(choice.dropped), dropped_tokens, used, kept_view)
 
 
 def latest_user_text(messages: list[Any]) -> str:

@@ -42,6 +42,10 @@ class Trimming:
         """The request without the view messages at positions `dropped`."""
         raise NotImplementedError
 
+    def items(self, dropped: Sequence[int]) -> int:
+        """How many of the request's own messages or items the view messages at `dropped` are (what headers report)."""
+        return len(dropped)
+
     def appends(self, payload: dict[str, Any]) -> bool:
         """Whether a block put in `payload`'s system text follows text already there (so it is led by a separator)."""
         raise NotImplementedError
