@@ -94,8 +94,8 @@ class Metrics:
         self.unknown_model = Counter(
             "memgate_context_window_unknown_model", "Chat requests whose model the context-window table does not know (the default window was used)", registry=r
         )
-        self.overflow = Counter("memgate_overflow", "Chat requests longer than their context window, by outcome", ["outcome"], registry=r)
-        self.overflow_dropped_messages = Counter("memgate_overflow_dropped_messages", "Messages left out of trimmed requests", registry=r)
+        self.overflow = Counter("memgate_overflow", "Requests (chat, Responses, Messages) longer than their context window, by outcome", ["outcome"], registry=r)
+        self.overflow_dropped_messages = Counter("memgate_overflow_dropped_messages", "Messages (Responses items, Messages turns) left out of trimmed requests", registry=r)
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
             (self.rules_reloads, RULES_RELOAD_OUTCOMES),
