@@ -27,7 +27,7 @@ CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extr
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
 # The llm extractor's answers that failed or needed repair (gateway/extraction/llm.py).
-LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left")
+LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left", "timeout")
 APIS = ("chat", "responses", "messages")  # the `api` label: chat completions, OpenAI Responses, Anthropic Messages
 # trimmed: made to fit; unfittable: system + latest turn alone overflow, sent as is; over: overflow "off", sent as is
 OVERFLOW_OUTCOMES = ("trimmed", "unfittable", "over")

@@ -204,6 +204,8 @@ class FakeUpstream:
             return await self._send_json(writer, *respond(model, req))
         if is_schema(req, "memgate_reconcile"):
             return await self._send_json(writer, 200, completion(model, json.dumps(judge_memories(req))))
+        if is_schema(req, "memgate_summary") and not model.startswith("fake-error-"):
+            return await self._send_json(writer, 200, completion(model, json.dumps(summarize_session(req))))
         if is_schema(req, "memgate_verify"):
             return await self._send_json(writer, 200, completion(model, json.dumps(verify_statement(req))))
         if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries
@@ -335,6 +337,12 @@ def verify_statement(req: dict[str, Any]) -> dict[str, Any]:
     """A stand-in verifier of critical facts: the user's words support a statement unless they hedge it."""
     words = str(req["messages"][-1]["content"]).split("\nWORDS:\n", 1)[-1].lower()
     return {"verified": re.search(r"\b(?:might|maybe|perhaps|not sure)\b", words) is None}
+
+
+def summarize_session(req: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in session summarizer: "The user worked on" and the first four words of each quoted user turn."""
+    turns = [json.loads(line) for line in str(req["messages"][-1]["content"]).splitlines()]
+    return {"summary": "The user worked on: " + "; ".join(" ".join(turn.split()[:4]) for turn in turns)}
 
 
 def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from gateway.extraction.learner import Learner
 from gateway.extraction.llm_status import LLMStatus
 from gateway.extraction.queue import JobQueue
 from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
+from gateway.extraction.summaries import LLMSummarizer
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
@@ -26,11 +27,12 @@ from gateway.upstream import Upstream
 class Extraction:
     """A running job queue (with the history it shares with memory), built by `open`."""
 
-    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection, llm_status: LLMStatus) -> None:
+    def __init__(self, queue: JobQueue, history: History, request_writer: sqlite3.Connection, llm_status: LLMStatus, summarize: LLMSummarizer) -> None:
         self.queue = queue
         self.history = history
         self.request_writer = request_writer
         self.llm_status = llm_status
+        self.summarize = summarize  # the memory layer's session summaries, when the request's extractor is llm
 
     @classmethod
     async def open(
@@ -51,7 +53,7 @@ class Extraction:
         except BaseException:
             request_writer.close()
             raise
-        return cls(queue, history, request_writer, learner.llm_status)
+        return cls(queue, history, request_writer, learner.llm_status, LLMSummarizer(s, upstream, learner.llm_status))
 
     async def aclose(self) -> None:
         """Stop the workers; the SQLite file stays open for its owner (the app's lifespan) to close."""

@@ -33,10 +33,16 @@ class MemoryLayer:
     """What the proxy calls: fit the request to its context window and inject memories before forwarding;
     capture (the extraction hook) after."""
 
-    def __init__(self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None) -> None:
+    def __init__(
+        self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None,
+        summarize: Callable[[ChatContext, list[str]], Awaitable[str | None]] | None = None,
+    ) -> None:
+        """`summarize` writes a session's summary from its user turns (the llm's, when the request's extractor is
+        llm), or gives None: then the extractive summary stands in."""
         self.service = service
         self.metrics = metrics
         self.enqueue = enqueue
+        self.summarize = summarize
         self.windows = Windows(metrics.unknown_model.inc)
         self._summaries: set[asyncio.Task[None]] = set()  # session summaries being written (referenced until done)
 
@@ -156,7 +162,7 @@ class MemoryLayer:
         identity, service = ctx.identity, self.service
         assert identity.user is not None
         try:
-            text = await asyncio.to_thread(summarize, texts)
+            text = await self._summary_text(ctx, texts)
             if not text:
                 return
             mid = summary_id(identity.tenant, identity.user, identity.agent, session)
@@ -169,3 +175,14 @@ class MemoryLayer:
                 await service.update(identity.tenant, identity.user, mid, text=text, cause="summary", learned=learned)
         except Exception:
             log.warning("could not write the session summary", extra={"request_id": ctx.request_id}, exc_info=True)
+
+    async def _summary_text(self, ctx: ChatContext, texts: list[str]) -> str:
+        """The summarizer's summary, else (none, or it failed) the extractive one."""
+        if self.summarize is not None:
+            try:
+                written = await self.summarize(ctx, texts)
+                if written:
+                    return written
+            except Exception:
+                log.warning("the session summarizer failed; using the extractive summary", extra={"request_id": ctx.request_id}, exc_info=True)
+        return await asyncio.to_thread(summarize, texts)
