@@ -136,3 +136,22 @@ def test_a_reasoning_item_is_dropped_only_with_the_call_it_precedes() -> None:
     budget = user + 2 * (reasoning + call + output) - 5
     sent = fitted(ResponsesApi(), {"model": "o4-mini", "input": items}, budget)
     assert sent is not None and sent["input"] == [items[1], *items[-3:]]
+
+
+junk = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5), lambda children: st.lists(children, max_size=3)
+                    | st.dictionaries(st.sampled_from(["type", "role", "call_id", "content", "id", "tool_use_id"]), children, max_size=4), max_leaves=12)
+item = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["message", "reasoning", "function_call", "function_call_output", "custom_tool_call_output", "tool_use", "tool_result", "text"]) | junk,
+    "role": st.sampled_from(["user", "assistant", "developer", "system"]) | junk, "call_id": st.sampled_from(["a", "b"]) | junk,
+    "content": junk | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["tool_use", "tool_result", "text"]), "id": st.sampled_from(["a", "b"]),
+                                                      "tool_use_id": st.sampled_from(["a", "b"])}), max_size=3)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(item | junk, max_size=12), st.integers(0, 400), st.sampled_from([ResponsesApi(), MessagesApi()]))
+def test_malformed_histories_are_trimmed_without_raising_to_a_subsequence(items: list[Any], budget: int, api: Api) -> None:
+    field = "input" if api.name == "responses" else "messages"
+    sent = fitted(api, {"model": "m", field: items}, budget)
+    if sent is not None:
+        rest = iter(items)
+        assert all(any(given is one for given in rest) for one in sent[field])  # the very items, in order: a subsequence
