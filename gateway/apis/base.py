@@ -63,21 +63,22 @@ def latest_index(items: list[Any], is_user: Any) -> int | None:
     return None
 
 
-class ItemTrimming(Trimming):
-    """A request whose history is the list `payload[field]`: the adapter supplies which item each view message
-    comes from (`origins`, None for its system text) and its grouping of the items; dropped view messages drop
-    their items, and the summary goes where the adapter puts memories with placement "system"."""
+# An adapter's view messages, each with the position of the item it comes from (None: the request's system text).
+Viewed = Callable[[dict[str, Any]], list[tuple[int | None, dict[str, Any]]]]
 
-    def __init__(
-        self, api: Api, payload: dict[str, Any], field: str, origins: Callable[[dict[str, Any]], list[int | None]],
-        groups: Callable[[list[Any]], list[Group]],
-    ) -> None:
+
+class ItemTrimming(Trimming):
+    """A request whose history is the list `payload[field]`: the adapter supplies its view messages with the item
+    each comes from (`viewed`) and its grouping of the items; dropped view messages drop their items, and the
+    summary goes where the adapter puts memories with placement "system"."""
+
+    def __init__(self, api: Api, payload: dict[str, Any], field: str, viewed: Viewed, groups: Callable[[list[Any]], list[Group]]) -> None:
         self.api, self.payload, self.field = api, payload, field
-        self._origins, self._groups = origins, groups  # computed only when the request overflows
+        self._viewed, self._groups = viewed, groups  # used only when the request overflows
 
     @cached_property
     def origins(self) -> list[int | None]:
-        return self._origins(self.payload)
+        return [origin for origin, _ in self._viewed(self.payload)]
 
     def units(self, messages: Sequence[Any]) -> list[Unit]:
         return item_units(self.origins, self._groups(self.payload[self.field]))

@@ -154,7 +154,7 @@ class MessagesApi(Api):
     def trimming(self, payload: dict[str, Any]) -> Trimming | None:
         if not isinstance(payload.get("messages"), list):
             return None
-        return ItemTrimming(self, payload, "messages", lambda p: [origin for origin, _ in viewed(p)], turn_groups)
+        return ItemTrimming(self, payload, "messages", viewed, turn_groups)
 
     def appends(self, payload: dict[str, Any], placement: str) -> bool:
         if placement == "tail" and self._tail_index(payload) is not None:

@@ -138,7 +138,7 @@ class ResponsesApi(Api):
     def trimming(self, payload: dict[str, Any]) -> Trimming | None:
         if payload.get("previous_response_id") is not None or payload.get("conversation") is not None or not isinstance(payload.get("input"), list):
             return None  # the history is held server-side, or there is none
-        return ItemTrimming(self, payload, "input", lambda p: [origin for origin, _ in viewed(p)], item_groups)
+        return ItemTrimming(self, payload, "input", viewed, item_groups)
 
     def appends(self, payload: dict[str, Any], placement: str) -> bool:
         if placement == "tail" and self._tail_index(payload) is not None:
