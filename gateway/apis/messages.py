@@ -83,11 +83,14 @@ def turn_groups(messages: list[Any]) -> list[Group]:
     results. A group opens a turn when it is a user turn of the user's own (no tool results): a kept history
     starts there, so the request still starts with a user turn and roles still alternate."""
     groups: list[Group] = []
+    called = False  # the previous turn is the assistant's and uses tools
     for j, message in enumerate(messages):
-        if groups and _has_block(message, "user", "tool_result") and _has_block(messages[j - 1], "assistant", "tool_use"):
+        answers = _has_block(message, "user", "tool_result")
+        if answers and called:
             groups[-1] = Group((*groups[-1].items, j), groups[-1].opens_turn)
         else:
-            groups.append(Group((j,), is_user_message(message) and not _has_block(message, "user", "tool_result")))
+            groups.append(Group((j,), is_user_message(message) and not answers))
+        called = _has_block(message, "assistant", "tool_use")
     return groups
 
 

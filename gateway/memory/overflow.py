@@ -84,19 +84,23 @@ def chat_units(messages: Sequence[Any]) -> list[Unit]:
 def item_units(origins: Sequence[int | None], groups: Sequence[Group]) -> list[Unit]:
     """Units over a view's messages from an API's grouping of its own items: `origins` names each view message's
     item (None: the request's system text, pinned); a group's view messages form one unit."""
-    group_of = {item: g for g, group in enumerate(groups) for item in group.items}
+    group_of = [-1] * (max((o for o in origins if o is not None), default=-1) + 1)  # item -> group (-1: none)
+    for g, group in enumerate(groups):
+        for item in group.items:
+            if item < len(group_of):
+                group_of[item] = g
     spans: list[list[int]] = []
     opens: list[bool] = []
     fixed: list[bool] = []
-    current: int | None = None
+    current = -1
     for position, origin in enumerate(origins):
-        g = None if origin is None else group_of.get(origin)
-        if g is not None and g == current:
+        g = -1 if origin is None else group_of[origin]
+        if g >= 0 and g == current:
             spans[-1].append(position)
             continue
         spans.append([position])
-        opens.append(g is not None and groups[g].opens_turn)
-        fixed.append(g is None or groups[g].pinned)  # an item of no group is never dropped
+        opens.append(g >= 0 and groups[g].opens_turn)
+        fixed.append(g < 0 or groups[g].pinned)  # an item of no group is never dropped
         current = g
     return pinned_units(spans, opens, fixed)
 
