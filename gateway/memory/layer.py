@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -45,6 +46,8 @@ class MemoryLayer:
         self.summarize = summarize
         self.windows = Windows(metrics.unknown_model.inc)
         self._summaries: set[asyncio.Task[None]] = set()  # session summaries being written (referenced until done)
+        self._tickets = itertools.count()
+        self._newest: dict[str, int] = {}  # summary id -> ticket of its newest rewrite still running
 
     async def recall_block(
         self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trimming: Trimming | None
@@ -146,7 +149,10 @@ class MemoryLayer:
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         messages = payload.get("messages")
         if ctx.identity.user is not None and isinstance(messages, list) and due(messages, ctx.rule.summary_every_turns):
-            task = asyncio.create_task(self._rewrite_summary(ctx, session_of(ctx.identity.session, messages), user_texts(messages), time.time()))
+            session = session_of(ctx.identity.session, messages)
+            mid = summary_id(ctx.identity.tenant, ctx.identity.user, ctx.identity.agent, session)
+            self._newest[mid] = ticket = next(self._tickets)
+            task = asyncio.create_task(self._rewrite_summary(ctx, session, mid, ticket, user_texts(messages), time.time()))
             self._summaries.add(task)
             task.add_done_callback(self._summaries.discard)
         if self.enqueue is None:
@@ -157,15 +163,15 @@ class MemoryLayer:
             log.warning("could not enqueue the exchange for extraction", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
 
-    async def _rewrite_summary(self, ctx: ChatContext, session: str, texts: list[str], learned: float) -> None:
-        """Write or rewrite the session's summary memory, off the request path; dropped if the user is forgotten meanwhile."""
+    async def _rewrite_summary(self, ctx: ChatContext, session: str, mid: str, ticket: int, texts: list[str], learned: float) -> None:
+        """Write or rewrite the session's summary memory `mid`, off the request path; dropped if the user is forgotten
+        meanwhile, or if a newer rewrite of it started meanwhile (a slow llm answer must not undo a newer summary)."""
         identity, service = ctx.identity, self.service
         assert identity.user is not None
         try:
             text = await self._summary_text(ctx, texts)
-            if not text:
+            if not text or self._newest.get(mid) != ticket:
                 return
-            mid = summary_id(identity.tenant, identity.user, identity.agent, session)
             current = await service.store.get(identity.tenant, identity.user, mid)
             if current is None:
                 summary = Memory(id=mid, tenant=identity.tenant, user_id=identity.user, text=text, kind=SUMMARY_KIND, agent_id=identity.agent,
@@ -175,6 +181,9 @@ class MemoryLayer:
                 await service.update(identity.tenant, identity.user, mid, text=text, cause="summary", learned=learned)
         except Exception:
             log.warning("could not write the session summary", extra={"request_id": ctx.request_id}, exc_info=True)
+        finally:
+            if self._newest.get(mid) == ticket:
+                del self._newest[mid]
 
     async def _summary_text(self, ctx: ChatContext, texts: list[str]) -> str:
         """The summarizer's summary, else (none, or it failed) the extractive one."""
