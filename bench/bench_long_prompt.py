@@ -7,7 +7,7 @@ on the noisy host hits all alike), after --warmup rounds. Clients resend their h
 the repeated body is the realistic case; the first request of a conversation (nothing cached) is shown
 separately. Needs Debian's nginx (`apt-get install -y nginx`).
 
-    python bench/bench_long_prompt.py                  # 100k fit, 100k trimmed, 1M trimmed, 1M fit
+    python bench/bench_long_prompt.py                  # 100k fit, 100k trimmed (chat, Responses, Messages), 1M trimmed, 1M fit
     python bench/bench_long_prompt.py --rounds 40 --only 100k-fit
 
 Targets (issue 15): 100k-token conversation, memory on, adds <= 5 ms at p50 over the bare proxy; one that
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_proxy import NGINX, free_port, start_nginx, stop_all, wait_http  # noqa: E402
 
 from gateway.memory.tokens import count, message_texts  # noqa: E402
-from tests.conversations import conversation  # noqa: E402
+from tests.conversations import SYSTEM, conversation, messages_turns, responses_input  # noqa: E402
 from tests.harness import Gateway  # noqa: E402
 from tests.memory_helpers import add_memory  # noqa: E402
 
@@ -53,22 +54,33 @@ from starlette.routing import Route
 UPSTREAM = os.environ["BARE_UPSTREAM"]
 client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_keepalive_connections=16))
 
-async def chat(request):
+async def forward(request):
     body = await request.body()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length", "connection")}
-    upstream = await client.post(UPSTREAM + "/chat/completions", content=body, headers=headers)
+    upstream = await client.post(UPSTREAM + request.url.path.removeprefix("/v1"), content=body, headers=headers)
     return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
 
-app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+app = Starlette(routes=[Route(path, forward, methods=["POST"]) for path in ("/v1/chat/completions", "/v1/responses", "/v1/messages")])
 '''
 # name -> (model, turns, extra headers); 215-word turns are ~450 tokens each.
 SCENARIOS = {
     "short": ("gpt-4o", 1, {}),
     "100k-fit": ("gpt-4o", 222, {}),  # ~100k tokens of a 128k window
     "100k-trim": ("gpt-4o", 222, {"X-Window": "32k"}),  # trimmed to a 32k window
+    "100k-trim-responses": ("gpt-4o", 222, {"X-Window": "32k"}),  # the same as Responses input items
+    "100k-trim-messages": ("claude-sonnet-4", 222, {"X-Window": "32k"}),  # the same as Messages turns
     "1M-trim": ("gpt-4o", 2220, {}),  # ~1M tokens into a 128k window
     "1M-fit": ("gpt-4.1", 2220, {}),  # ~1M tokens of a 1,047,576-token window
 }
+
+
+def request(name: str, model: str, messages: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The scenario's path and body: chat completions, or the same conversation as Responses items or Messages turns."""
+    if name.endswith("-responses"):
+        return "/responses", {"model": model, "instructions": SYSTEM, "input": responses_input(messages)}
+    if name.endswith("-messages"):
+        return "/messages", {"model": model, "max_tokens": 1024, "system": SYSTEM, "messages": messages_turns(messages)}
+    return "/chat/completions", {"model": model, "messages": messages}
 
 
 def start_bare_proxy(work: Path, upstream: str) -> tuple[subprocess.Popen, int]:
@@ -116,21 +128,22 @@ def main() -> int:
         procs.append(bare)
         (work / "rules").mkdir()
         (work / "rules" / "windows.toml").write_text(RULES)
-        gateway = Gateway(upstream, work / "data", rules=work / "rules", log_level="warning").start(timeout=180)
+        gateway = Gateway(upstream, work / "data", rules=work / "rules", log_level="warning", anthropic_upstream_url="upstream").start(timeout=180)
         for text in ("I prefer aisle seats", "My manager is Priya", "I live in Lisbon"):
             add_memory(gateway, KEY, USER, text, pinned=True)
-        targets = {"direct": f"{upstream}/chat/completions", "bare proxy": f"http://127.0.0.1:{bare_port}/v1/chat/completions",
-                   "gateway": gateway.v1 + "/chat/completions"}
+        bases = {"direct": upstream, "bare proxy": f"http://127.0.0.1:{bare_port}/v1", "gateway": gateway.v1}
         base = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json", "X-Memory-User-Id": USER}
         print("\nmemgate long prompts: memory on (3 pinned memories), one client, median of interleaved rounds; upstream nginx canned JSON")
-        header = f"{'scenario':<10} {'tokens':>9} {'MB':>5} {'target':<11} {'p50 ms':>9} {'p99 ms':>9} {'added p50':>10} {'first ms':>9} {'trimmed msgs':>12}"
+        header = f"{'scenario':<19} {'tokens':>9} {'MB':>5} {'target':<11} {'p50 ms':>9} {'p99 ms':>9} {'added p50':>10} {'first ms':>9} {'trimmed msgs':>12}"
         print(header)
         print("-" * len(header))
         with httpx.Client(timeout=120) as client:
             for name in args.only.split(","):
                 model, turns, extra = SCENARIOS[name]
-                messages = conversation(turns=turns, seed=len(name) + turns)
-                body = json.dumps({"model": model, "messages": messages}).encode()
+                messages = conversation(turns=turns, seed=len(name.removesuffix("-responses").removesuffix("-messages")) + turns)
+                path, payload = request(name, model, messages)
+                targets = {target: base + path for target, base in bases.items()}
+                body = json.dumps(payload).encode()
                 size = sum(count(text, model) for m in messages for text in message_texts(m)[0])
                 headers = {**base, **extra}
                 first, response = post(client, targets["gateway"], body, headers)  # nothing cached yet: the first turn
@@ -147,7 +160,7 @@ def main() -> int:
                     p50 = statistics.median(values)
                     added = f"{p50 - bare_p50:+.2f}" if target == "gateway" else ""
                     extra_cols = (f"{first:.1f}", trimmed) if target == "gateway" else ("", "")
-                    print(f"{name:<10} {size:>9,} {len(body) / 1e6:>5.1f} {target:<11} {p50:>9.2f} {pct(values, 0.99):>9.2f} {added:>10} {extra_cols[0]:>9} {extra_cols[1]:>12}")
+                    print(f"{name:<19} {size:>9,} {len(body) / 1e6:>5.1f} {target:<11} {p50:>9.2f} {pct(values, 0.99):>9.2f} {added:>10} {extra_cols[0]:>9} {extra_cols[1]:>12}")
         print("\nadded p50 = gateway minus bare Starlette + httpx proxy; targets: 100k-fit <= 5 ms, 100k-trim <= 15 ms")
     finally:
         if gateway is not None:

@@ -42,6 +42,16 @@ COMPLETION = {
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"}, "finish_reason": "stop", "logprobs": None}],
     "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
 }
+RESPONSE = {  # POST /v1/responses (bench_long_prompt.py)
+    "id": "resp_bench", "object": "response", "created_at": 1700000000, "status": "completed", "model": "gpt-4o-mini",
+    "output": [{"type": "message", "id": "msg_bench", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello! How can I help you today?", "annotations": []}]}],
+    "usage": {"input_tokens": 12, "output_tokens": 9, "total_tokens": 21},
+}
+MESSAGE = {  # POST /v1/messages (bench_long_prompt.py)
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-bench", "stop_reason": "end_turn", "stop_sequence": None,
+    "content": [{"type": "text", "text": "Hello! How can I help you today?"}], "usage": {"input_tokens": 12, "output_tokens": 9},
+}
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Say hello."}]}
 
 # Gateway variants: name -> MEMGATE_* settings. "default" is what ships.
@@ -74,7 +84,7 @@ def wait_http(url: str, timeout: float = 30.0, method: str = "GET", **kw: object
 
 def start_nginx(work: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    body = json.dumps(COMPLETION, separators=(",", ":")).replace("'", "\\'")
+    body, response, message = (json.dumps(b, separators=(",", ":")).replace("'", "\\'") for b in (COMPLETION, RESPONSE, MESSAGE))
     conf = work / "nginx.conf"
     temp = {name: work / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
     for d in temp.values():
@@ -100,6 +110,14 @@ http {{
         location = /v1/chat/completions {{
             default_type application/json;
             return 200 '{body}';
+        }}
+        location = /v1/responses {{
+            default_type application/json;
+            return 200 '{response}';
+        }}
+        location = /v1/messages {{
+            default_type application/json;
+            return 200 '{message}';
         }}
         location = /v1/traces {{  # an OTLP/HTTP sink for bench_tracing.py: takes every export, logs one line each
             access_log {work}/otlp-exports.log;

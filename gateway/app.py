@@ -74,7 +74,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         ready = True
         log.info("memgate ready", extra={"upstream": settings.upstream_base, "rules": len(rules.current.rules)})
         try:
-            yield {"memory": memory, "layer": MemoryLayer(memory, metrics, enqueue=extraction.capture), "extraction": extraction, "hygiene": hygiene}
+            yield {"memory": memory, "layer": MemoryLayer(memory, metrics, enqueue=extraction.capture, summarize=extraction.summarize), "extraction": extraction, "hygiene": hygiene}
         finally:
             ready = False
             watcher.cancel()

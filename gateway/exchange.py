@@ -46,10 +46,11 @@ class MemoryLayer(Protocol):
     """What the proxy asks of memory. Both calls fail open: they never raise into the request."""
 
     async def recall_block(
-        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trim: bool
+        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trimming: Any
     ) -> tuple[dict[str, Any] | None, str | None]:
-        """Size the chat-shaped `view` against the model's context window (trimmed when `trim` and it overflows), then
-        the memory block for it, led by the separator when `appends(trimmed view or None)`: (trimmed view or None, block or None)."""
+        """Size the chat-shaped `view` against the model's context window (trimmed by `trimming`, a
+        gateway.memory.overflow.Trimming, when not None and it overflows), then the memory block for it, led by the
+        separator when `appends(trimmed request or None)`: (trimmed request in the API's JSON or None, block or None)."""
 
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         """Durably enqueue the exchange for extraction."""

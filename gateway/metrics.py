@@ -29,7 +29,7 @@ CAPTURE_SKIPPED_REASONS = ("failed", "unreadable", "truncated", "nothing_to_extr
 HYGIENE_REASONS = ("ttl", "unused", "cap")
 KEYLESS_REASONS = ("no_key", "placeholder_key")  # identity.NO_KEY, identity.PLACEHOLDER_KEY
 # The llm extractor's answers that failed or needed repair (gateway/extraction/llm.py).
-LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left")
+LLM_PROBLEM_REASONS = ("refused", "ignored", "invalid", "unparseable", "repaired", "truncated", "http_error", "unreachable", "no_calls_left", "timeout")
 APIS = ("chat", "responses", "messages")  # the `api` label: chat completions, OpenAI Responses, Anthropic Messages
 # trimmed: made to fit; unfittable: system + latest turn alone overflow, sent as is; over: overflow "off", sent as is
 OVERFLOW_OUTCOMES = ("trimmed", "unfittable", "over")
@@ -91,7 +91,7 @@ class Metrics:
         self.captures_skipped = Counter("memgate_capture_skipped", "Exchanges not extracted from, by reason", ["reason", "api"], registry=r)
         self.hygiene_removed = Counter("memgate_hygiene_removed", "Memories removed by hygiene, by reason", ["reason"], registry=r)
         self.llm_extraction_problems = Counter(
-            "memgate_extraction_llm_problems", "llm extractor answers that failed or needed repair, by reason", ["reason"], registry=r
+            "memgate_extraction_llm_problems", "llm extractor answers (session summaries too) that failed or needed repair, by reason", ["reason"], registry=r
         )
         self.prefetch_users = Gauge("memgate_prefetch_users", "Users loaded into the hot tier by the start-up prefetch", registry=r, multiprocess_mode="livesum")
         self.prefetch_seconds = Gauge("memgate_prefetch_seconds", "Time the start-up prefetch took", registry=r, multiprocess_mode="livemax")
@@ -101,8 +101,8 @@ class Metrics:
         self.unknown_model = Counter(
             "memgate_context_window_unknown_model", "Chat requests whose model the context-window table does not know (the default window was used)", registry=r
         )
-        self.overflow = Counter("memgate_overflow", "Chat requests longer than their context window, by outcome", ["outcome"], registry=r)
-        self.overflow_dropped_messages = Counter("memgate_overflow_dropped_messages", "Messages left out of trimmed requests", registry=r)
+        self.overflow = Counter("memgate_overflow", "Requests (chat, Responses, Messages) longer than their context window, by outcome", ["outcome"], registry=r)
+        self.overflow_dropped_messages = Counter("memgate_overflow_dropped_messages", "Messages (Responses items, Messages turns) left out of trimmed requests", registry=r)
         for counter, values in (
             (self.upstream_errors, UPSTREAM_ERROR_REASONS),
             (self.rules_reloads, RULES_RELOAD_OUTCOMES),

@@ -109,12 +109,12 @@ class Proxy:
         try:
             ctx, payload, body = await self._prepare(request, request_id, api)
             tracing.bind(ctx)
-            trim = api.name == "chat" and ctx.rule.overflow == "fit"  # overflow trimming needs no memory; chat-shaped history only
-            view = api.view(payload) if memory is not None and (ctx.read or ctx.write) else payload
-            if memory is not None and (ctx.read or trim):
+            trimming = api.trimming(payload) if ctx.rule.overflow == "fit" else None  # needs no memory; None: history held upstream
+            view = api.view(payload) if memory is not None and (ctx.read or ctx.write or trimming is not None) else payload
+            if memory is not None and (ctx.read or trimming is not None):
                 placement = ctx.rule.placement
                 with tracing.search_memory(ctx, view):
-                    trimmed, block = await memory.recall_block(ctx, view, lambda fitted: api.appends(fitted or payload, placement), trim=trim)
+                    trimmed, block = await memory.recall_block(ctx, view, lambda fitted: api.appends(fitted or payload, placement), trimming=trimming)
                 forwarded = payload if trimmed is None else trimmed
                 injected = trimmed if block is None else api.insert(forwarded, block, placement)
                 if injected is not None:

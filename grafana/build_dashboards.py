@@ -154,7 +154,7 @@ MEMORY = [
               [(rate("memgate_memories_stored_total", "tier"), "{{tier}}")], "ops", width=8),
     ]),
     Row("Context windows", [
-        Panel("Overflowing conversations", "Chat requests longer than their context window per second, by outcome (trimmed: made to fit; "
+        Panel("Overflowing conversations", "Requests longer than their context window per second, by outcome (trimmed: made to fit; "
               "unfittable: system and latest turn alone overflow, sent as is; over: overflow off, sent as is), and messages left out per second.",
               [(rate("memgate_overflow_total", "outcome"), "{{outcome}}"), (rate("memgate_overflow_dropped_messages_total"), "messages dropped")], "ops"),
         Panel("Unknown models", "Chat requests whose model the context-window table does not know, sized with the 8,192-token default: "

@@ -1,4 +1,5 @@
-"""Long conversations for the overflow tests and bench/bench_long_prompt.py: many turns, tool exchanges, one early fact."""
+"""Long conversations for the overflow tests and bench/bench_long_prompt.py: many turns, tool exchanges, one early fact;
+as chat messages, Responses input items or Messages turns."""
 
 from __future__ import annotations
 
@@ -47,3 +48,36 @@ def tool_pairs_are_whole(messages: list[dict[str, Any]]) -> bool:
             return False  # a call whose result never came
         open_calls = {c["id"] for c in message.get("tool_calls") or []}
     return not open_calls
+
+
+def responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat conversation as Responses input items (its system message goes to `instructions`): a tool call
+    becomes a reasoning item, the function_call and its function_call_output."""
+    items: list[dict[str, Any]] = []
+    for message in messages[1:]:
+        if message["role"] == "user":
+            items.append({"role": "user", "content": message["content"]})
+        elif message.get("tool_calls"):
+            call = message["tool_calls"][0]
+            items.append({"type": "reasoning", "id": "rs_" + call["id"], "summary": []})
+            items.append({"type": "function_call", "call_id": call["id"], "name": call["function"]["name"], "arguments": call["function"]["arguments"]})
+        elif message["role"] == "tool":
+            items.append({"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]})
+        else:
+            items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": message["content"]}]})
+    return items
+
+
+def messages_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat conversation as Messages turns (its system message goes to `system`): a tool call becomes a
+    tool_use block, its result a tool_result block in the next user turn."""
+    turns: list[dict[str, Any]] = []
+    for message in messages[1:]:
+        if message.get("tool_calls"):
+            call = message["tool_calls"][0]
+            turns.append({"role": "assistant", "content": [{"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {"q": "x"}}]})
+        elif message["role"] == "tool":
+            turns.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": message["content"]}]})
+        else:
+            turns.append({"role": message["role"], "content": message["content"]})
+    return turns

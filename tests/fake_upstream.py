@@ -20,8 +20,9 @@ connections, stall, send malformed SSE. The request's `model` picks the behaviou
 A request whose response_format names `memgate_extraction` gets structured memories back, one per
 first-person sentence inside its <user> tags and one per "You"/"Your" sentence inside its <assistant>
 tags (what the assistant states about the user), unless its model is fake-error-NNN; one
-naming `memgate_reconcile` gets a judge's decision (same text: same; same first three words: replaces).
-While `hold_extractions` is cleared, extraction calls wait for it (a test's window on a running batch).
+naming `memgate_reconcile` gets a judge's decision (same text: same; same first three words: replaces);
+one naming `memgate_summary` a session summary quoting the user's turns (unless its model is fake-error-NNN).
+While `hold_extractions` is cleared, extraction and summary calls wait for it (a test's window on a running batch).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class FakeUpstream:
     open_connections: int = 0
     incomplete_bodies: int = 0  # requests whose sender hung up before the whole body came
     extraction_calls: int = 0
-    hold_extractions: threading.Event = field(default_factory=lambda: set_event(threading.Event()))
+    hold_extractions: threading.Event = field(default_factory=lambda: set_event(threading.Event()))  # cleared: learning calls wait
     responses: FakeResponses = field(default_factory=FakeResponses)
 
     def start(self) -> FakeUpstream:
@@ -204,6 +205,9 @@ class FakeUpstream:
             return await self._send_json(writer, *respond(model, req))
         if is_schema(req, "memgate_reconcile"):
             return await self._send_json(writer, 200, completion(model, json.dumps(judge_memories(req))))
+        if is_schema(req, "memgate_summary") and not model.startswith("fake-error-"):
+            await asyncio.to_thread(self.hold_extractions.wait, 30)
+            return await self._send_json(writer, 200, completion(model, json.dumps(summarize_session(req))))
         if is_schema(req, "memgate_verify"):
             return await self._send_json(writer, 200, completion(model, json.dumps(verify_statement(req))))
         if is_extraction(req) and not model.startswith("fake-error-"):  # an erroring extraction model tests retries
@@ -335,6 +339,12 @@ def verify_statement(req: dict[str, Any]) -> dict[str, Any]:
     """A stand-in verifier of critical facts: the user's words support a statement unless they hedge it."""
     words = str(req["messages"][-1]["content"]).split("\nWORDS:\n", 1)[-1].lower()
     return {"verified": re.search(r"\b(?:might|maybe|perhaps|not sure)\b", words) is None}
+
+
+def summarize_session(req: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in session summarizer: "The user worked on: " and the quoted user turns."""
+    turns = [json.loads(line) for line in str(req["messages"][-1]["content"]).splitlines()]
+    return {"summary": "The user worked on: " + "; ".join(turns)}
 
 
 def extract_memories(req: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from functools import cached_property
+from typing import Any, Callable, Mapping, Sequence
 
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
 from gateway.exchange import Reply
+from gateway.memory.overflow import Group, Trimming, Unit, item_units
 from gateway.replies import SseCapture
 
 PLACEMENTS = ("system", "tail")  # the `placement` rule field
@@ -28,6 +30,10 @@ class Api:
     def view(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The request as chat completions: `messages` (roles system, user, assistant, tool), `tools`, `max_tokens`."""
         raise NotImplementedError
+
+    def trimming(self, payload: dict[str, Any]) -> Trimming | None:
+        """How fitting trims this request when it overflows its window; None when it carries no history to trim."""
+        return None
 
     def appends(self, payload: dict[str, Any], placement: str) -> bool:
         """Whether the block will follow existing text of the same field (so it is led by a separator)."""
@@ -55,3 +61,37 @@ def latest_index(items: list[Any], is_user: Any) -> int | None:
         if is_user(items[index]):
             return index
     return None
+
+
+# An adapter's view messages, each with the position of the item it comes from (None: the request's system text).
+Viewed = Callable[[dict[str, Any]], list[tuple[int | None, dict[str, Any]]]]
+
+
+class ItemTrimming(Trimming):
+    """A request whose history is the list `payload[field]`: the adapter supplies its view messages with the item
+    each comes from (`viewed`) and its grouping of the items; dropped view messages drop their items, and the
+    summary goes where the adapter puts memories with placement "system"."""
+
+    def __init__(self, api: Api, payload: dict[str, Any], field: str, viewed: Viewed, groups: Callable[[list[Any]], list[Group]]) -> None:
+        self.api, self.payload, self.field = api, payload, field
+        self._viewed, self._groups = viewed, groups  # used only when the request overflows
+
+    @cached_property
+    def origins(self) -> list[int | None]:
+        return [origin for origin, _ in self._viewed(self.payload)]
+
+    def units(self, messages: Sequence[Any]) -> list[Unit]:
+        return item_units(self.origins, self._groups(self.payload[self.field]))
+
+    def rebuild(self, dropped: Sequence[int]) -> dict[str, Any]:
+        gone = {self.origins[i] for i in dropped}
+        return {**self.payload, self.field: [item for j, item in enumerate(self.payload[self.field]) if j not in gone]}
+
+    def items(self, dropped: Sequence[int]) -> int:
+        return len({self.origins[i] for i in dropped})
+
+    def appends(self, payload: dict[str, Any]) -> bool:
+        return self.api.appends(payload, "system")
+
+    def insert(self, payload: dict[str, Any], block: str) -> dict[str, Any] | None:
+        return self.api.insert(payload, block, "system")

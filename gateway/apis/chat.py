@@ -6,7 +6,9 @@ from typing import Any
 
 from gateway.apis.base import Api, latest_index
 from gateway.exchange import Reply
+from gateway.memory.fitting import ChatTrimming
 from gateway.memory.inject import SEPARATOR, appends_to_text, with_text
+from gateway.memory.overflow import Trimming
 from gateway.replies import SseCapture, StreamCapture, reply_from_json
 
 
@@ -19,6 +21,9 @@ class ChatApi(Api):
 
     def view(self, payload: dict[str, Any]) -> dict[str, Any]:
         return payload
+
+    def trimming(self, payload: dict[str, Any]) -> Trimming | None:
+        return ChatTrimming(payload)
 
     def appends(self, payload: dict[str, Any], placement: str) -> bool:
         return not (placement == "tail" and self._tail_index(payload) is not None) and appends_to_text(payload)

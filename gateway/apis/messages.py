@@ -8,11 +8,12 @@ from typing import Any, Mapping
 
 from starlette.responses import JSONResponse, Response
 
-from gateway.apis.base import Api, latest_index
+from gateway.apis.base import Api, ItemTrimming, latest_index
 from gateway.config import Settings
 from gateway.errors import ClientBodyTimeout, GatewayError
 from gateway.exchange import Reply
 from gateway.memory.inject import SEPARATOR
+from gateway.memory.overflow import Group, Trimming
 from gateway.replies import SseCapture, decoded_json
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
@@ -58,6 +59,39 @@ def as_messages(message: Any) -> list[dict[str, Any]]:
     if calls:
         out[-1]["tool_calls"] = calls
     return out
+
+
+def viewed(payload: dict[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
+    """The view's messages with the turn each comes from (None: the system text)."""
+    messages: list[tuple[int | None, dict[str, Any]]] = []
+    system = payload.get("system")
+    if isinstance(system, (str, list)) and system:
+        messages.append((None, {"role": "system", "content": system}))
+    given = payload.get("messages")
+    for j, message in enumerate(given if isinstance(given, list) else ()):
+        messages.extend((j, m) for m in as_messages(message))
+    return messages
+
+
+def _has_block(message: Any, role: str, kind: str) -> bool:
+    content = message.get("content") if isinstance(message, dict) and message.get("role") == role else None
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == kind for b in content)
+
+
+def turn_groups(messages: list[Any]) -> list[Group]:
+    """Turns kept or dropped together: an assistant turn using tools with the next user turn holding their
+    results. A group opens a turn when it is a user turn of the user's own (no tool results): a kept history
+    starts there, so the request still starts with a user turn and roles still alternate."""
+    groups: list[Group] = []
+    called = False  # the previous turn is the assistant's and uses tools
+    for j, message in enumerate(messages):
+        answers = _has_block(message, "user", "tool_result")
+        if answers and called:
+            groups[-1] = Group((*groups[-1].items, j), groups[-1].opens_turn)
+        else:
+            groups.append(Group((j,), is_user_message(message) and not answers))
+        called = _has_block(message, "assistant", "tool_use")
+    return groups
 
 
 def reply_from_message(body: Any) -> Reply | None:
@@ -113,19 +147,17 @@ class MessagesApi(Api):
         return {"user": metadata.get("user_id")} if isinstance(metadata, dict) else {}
 
     def view(self, payload: dict[str, Any]) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
-        system = payload.get("system")
-        if isinstance(system, (str, list)) and system:
-            messages.append({"role": "system", "content": system})
-        given = payload.get("messages")
-        for message in given if isinstance(given, list) else ():
-            messages.extend(as_messages(message))
-        view: dict[str, Any] = {"messages": messages}
+        view: dict[str, Any] = {"messages": [m for _, m in viewed(payload)]}
         if payload.get("tools"):
             view["tools"] = payload["tools"]
         if isinstance(payload.get("max_tokens"), int):
             view["max_tokens"] = payload["max_tokens"]
         return view
+
+    def trimming(self, payload: dict[str, Any]) -> Trimming | None:
+        if not isinstance(payload.get("messages"), list):
+            return None
+        return ItemTrimming(self, payload, "messages", viewed, turn_groups)
 
     def appends(self, payload: dict[str, Any], placement: str) -> bool:
         if placement == "tail" and self._tail_index(payload) is not None:

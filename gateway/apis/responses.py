@@ -5,9 +5,10 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from gateway.apis.base import Api, latest_index
+from gateway.apis.base import Api, ItemTrimming, latest_index
 from gateway.exchange import Reply, content_texts
 from gateway.memory.inject import SEPARATOR
+from gateway.memory.overflow import Group, Trimming
 from gateway.replies import SseCapture, decoded_json
 
 # Failed, incomplete and cancelled responses teach nothing; an `error` event ends the stream failed.
@@ -34,6 +35,50 @@ def as_message(item: Any) -> dict[str, Any] | None:
         output = item.get("output")
         return {"role": "tool", "content": output if isinstance(output, (str, list)) else None}
     return {"role": "item", "content": None}  # not serialised to be counted: a huge reasoning item would cost the event loop
+
+
+def viewed(payload: dict[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
+    """The view's messages with the input item each comes from (None: the instructions, or a string input)."""
+    messages: list[tuple[int | None, dict[str, Any]]] = []
+    instructions = payload.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append((None, {"role": "system", "content": instructions}))
+    given = payload.get("input")
+    if isinstance(given, str):
+        messages.append((None, {"role": "user", "content": given}))
+    elif isinstance(given, list):
+        messages.extend((j, m) for j, m in enumerate(map(as_message, given)) if m is not None)
+    return messages
+
+
+def item_groups(items: list[Any]) -> list[Group]:
+    """Input items kept or dropped together: a call (`function_call`, any `*_call` with a `call_id`) with its
+    `*_output` items, and a reasoning item with the item that follows it, as one contiguous run."""
+    ends = list(range(len(items)))  # the last item each one must stay with
+    calls: dict[str, int] = {}
+    for i, item in enumerate(items):
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        call_id = item.get("call_id") if isinstance(item, dict) else None
+        if kind == "reasoning":
+            ends[i] = min(i + 1, len(items) - 1)
+        elif isinstance(kind, str) and isinstance(call_id, str):
+            if not kind.endswith("_output"):
+                calls.setdefault(call_id, i)
+            elif (called := calls.get(call_id)) is not None:
+                ends[called] = max(ends[called], i)
+    groups: list[Group] = []
+    start = 0
+    while start < len(items):
+        end, position = ends[start], start
+        while position < end:  # a run grows while its members reach further
+            position += 1
+            end = max(end, ends[position])
+        run = tuple(range(start, end + 1))
+        pinned = any(isinstance(items[j], dict) and items[j].get("type", "message") == "message" and items[j].get("role") in ("system", "developer")
+                     for j in run)
+        groups.append(Group(run, is_user_item(items[start]), pinned))
+        start = end + 1
+    return groups
 
 
 def reply_from_response(body: Any) -> Reply | None:
@@ -83,21 +128,17 @@ class ResponsesApi(Api):
     name = "responses"
 
     def view(self, payload: dict[str, Any]) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
-        instructions = payload.get("instructions")
-        if isinstance(instructions, str) and instructions:
-            messages.append({"role": "system", "content": instructions})
-        given = payload.get("input")
-        if isinstance(given, str):
-            messages.append({"role": "user", "content": given})
-        elif isinstance(given, list):
-            messages.extend(m for m in map(as_message, given) if m is not None)
-        view: dict[str, Any] = {"messages": messages}
+        view: dict[str, Any] = {"messages": [m for _, m in viewed(payload)]}
         if payload.get("tools"):
             view["tools"] = payload["tools"]
         if isinstance(payload.get("max_output_tokens"), int):
             view["max_tokens"] = payload["max_output_tokens"]
         return view
+
+    def trimming(self, payload: dict[str, Any]) -> Trimming | None:
+        if payload.get("previous_response_id") is not None or payload.get("conversation") is not None or not isinstance(payload.get("input"), list):
+            return None  # the history is held server-side, or there is none
+        return ItemTrimming(self, payload, "input", viewed, item_groups)
 
     def appends(self, payload: dict[str, Any], placement: str) -> bool:
         if placement == "tail" and self._tail_index(payload) is not None:

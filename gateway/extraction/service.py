@@ -16,6 +16,7 @@ from gateway.extraction.llm_status import LLMStatus
 from gateway.extraction.queue import JobQueue
 from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
 from gateway.extraction.siblings import SiblingQueues
+from gateway.extraction.summaries import LLMSummarizer
 from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
@@ -28,12 +29,14 @@ class Extraction:
     """A running job queue (with the history it shares with memory), built by `open`."""
 
     def __init__(
-        self, queue: JobQueue, history: History | None, request_writer: sqlite3.Connection, llm_status: LLMStatus, siblings: SiblingQueues | None = None,
+        self, queue: JobQueue, history: History | None, request_writer: sqlite3.Connection, llm_status: LLMStatus, summarize: LLMSummarizer,
+        siblings: SiblingQueues | None = None,
     ) -> None:
         self.queue = queue
         self.history = history
         self.request_writer = request_writer
         self.llm_status = llm_status
+        self.summarize = summarize  # the memory layer's session summaries, when the request's extractor is llm
         self.siblings = siblings  # the other workers' queues with `--workers N`
 
     @classmethod
@@ -55,7 +58,8 @@ class Extraction:
         except BaseException:
             request_writer.close()
             raise
-        return cls(queue, history, request_writer, learner.llm_status, SiblingQueues(s.sibling_sqlite_paths) if s.workers > 1 else None)
+        return cls(queue, history, request_writer, learner.llm_status, LLMSummarizer(s, upstream, learner.llm_status),
+                   SiblingQueues(s.sibling_sqlite_paths) if s.workers > 1 else None)
 
     async def aclose(self) -> None:
         """Stop the workers; the SQLite file stays open for its owner (the app's lifespan) to close."""

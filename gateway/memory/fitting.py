@@ -1,17 +1,17 @@
-"""Sizing a chat request against its model's context window: the room left for memories, and, when the
-messages overflow the window, a trimmed request that fits (overflow = "fit")."""
+"""Sizing a request's chat-shaped view against its model's context window: the room left for memories, and,
+when the messages overflow the window, a trimmed request that fits (overflow = "fit"), in the API's own JSON."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from gateway.exchange import content_texts
 from gateway.memory import tokens
 from gateway.memory.counts import MessageCounter, Piece, extras_piece, message_piece
 from gateway.memory.excerpts import Dropped, summarize
-from gateway.memory.inject import SEPARATOR, Packed, appends_to_text, with_block
-from gateway.memory.overflow import Unit, chat_units, choose
+from gateway.memory.inject import SEPARATOR, appends_to_text, with_text
+from gateway.memory.overflow import Trimming, Unit, chat_units, choose
 from gateway.memory.windows import Window
 from gateway.rules import RuleSettings
 
@@ -25,7 +25,8 @@ ESTIMATED_BYTES_PER_TOKEN = 4  # for reporting dropped messages never counted, w
 
 @dataclass
 class Plan:
-    """What to send: `payload` (None: the request as it came), its prompt tokens and the memory budget."""
+    """What to send: `payload` (None: the request as it came; else in the API's own JSON) with its chat-shaped
+    `view` (for recall's query), its prompt tokens and the memory budget."""
 
     window: Window
     outcome: str  # fits | trimmed | unfittable (the pinned turns alone overflow) | over (overflow "off")
@@ -35,15 +36,37 @@ class Plan:
     dropped_messages: int = 0
     dropped_tokens: int = 0
     summary_tokens: int = 0
+    view: dict[str, Any] | None = None
+
+
+class ChatTrimming(Trimming):
+    """Chat completions: the view is the request itself."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+
+    def units(self, messages: Sequence[Any]) -> list[Unit]:
+        return chat_units(messages)
+
+    def rebuild(self, dropped: Sequence[int]) -> dict[str, Any]:
+        gone = set(dropped)
+        return {**self.payload, "messages": [m for i, m in enumerate(self.payload["messages"]) if i not in gone]}
+
+    def appends(self, payload: dict[str, Any]) -> bool:
+        return appends_to_text(payload)
+
+    def insert(self, payload: dict[str, Any], block: str) -> dict[str, Any] | None:
+        return with_text(payload, block)
 
 
 def plan(
     payload: dict[str, Any], model: str, rule: RuleSettings, window: Window, read: bool, stop: Callable[[], bool] = lambda: False,
-    inline_chars: int | None = None,
+    inline_chars: int | None = None, trimming: Trimming | None = None,
 ) -> Plan:
-    """Decide for one request; counts exactly only when the free bound cannot decide, and never counts the
-    turns older than a full window. With `inline_chars` (on the event loop) more new text than that raises
-    NeedsThread: run it again in a thread."""
+    """Decide for one request (`payload` is its chat-shaped view; `trimming` rebuilds the API's own JSON, chat
+    completions' by default); counts exactly only when the free bound cannot decide, and never counts the turns
+    older than a full window. With `inline_chars` (on the event loop) more new text than that raises NeedsThread:
+    run it again in a thread."""
     messages: list[Any] = payload["messages"]
     answer = tokens.completion_reserve(payload)
     limit = window.tokens - (answer or rule.overflow_reserve_tokens)
@@ -66,7 +89,8 @@ def plan(
         return Plan(window, "fits", total, budget_for(total))
     if rule.overflow != "fit":
         return Plan(window, "over", total, 0)
-    return _trim(payload, model, rule, window, read, chat_units(messages), pieces, counter, limit)
+    trimming = trimming or ChatTrimming(payload)
+    return _trim(payload, model, rule, window, read, trimming, trimming.units(messages), pieces, counter, limit)
 
 
 def unit_cost(counter: MessageCounter, pieces: list[Piece]) -> Callable[[Unit], int]:
@@ -74,8 +98,8 @@ def unit_cost(counter: MessageCounter, pieces: list[Piece]) -> Callable[[Unit], 
 
 
 def _trim(
-    payload: dict[str, Any], model: str, rule: RuleSettings, window: Window, read: bool, units: list[Unit], pieces: list[Piece],
-    counter: MessageCounter, limit: int,
+    payload: dict[str, Any], model: str, rule: RuleSettings, window: Window, read: bool, trimming: Trimming, units: list[Unit],
+    pieces: list[Piece], counter: MessageCounter, limit: int,
 ) -> Plan:
     messages: list[Any] = payload["messages"]
     cost = unit_cost(counter, pieces)
@@ -90,20 +114,24 @@ def _trim(
     choice = choose(units, cost, limit - extras_tokens - memory_room - summary_room)
     if choice is None:
         return Plan(window, "unfittable", fixed, 0)
-    kept_payload = {**payload, "messages": [messages[i] for i in choice.kept]}
+    kept_view = {**payload, "messages": [messages[i] for i in choice.kept]}
+    kept_payload = trimming.rebuild(choice.dropped)
     dropped = [Dropped(i, str(messages[i].get("role")), pieces[i].texts, pieces[i].key) for i in choice.dropped if isinstance(messages[i], dict)]
     dropped_tokens = _reported(counter, [pieces[i] for i in choice.dropped], [pieces[i] for i in choice.kept])
     prompt = extras_tokens + choice.tokens
-    appending = appends_to_text(kept_payload)
-    # The block joins the first system message (after a separator) or becomes one, with its framing.
-    overhead = tokens.count(SEPARATOR, model) if appending else (0 if _has_system(kept_payload) else tokens.PER_MESSAGE_TOKENS)
+    appending = trimming.appends(kept_payload)
+    # The block joins the system text (after a separator) or becomes it, with its framing.
+    overhead = tokens.count(SEPARATOR, model) if appending else (0 if _has_system(kept_view) else tokens.PER_MESSAGE_TOKENS)
     summary_budget = min(rule.overflow_summary_tokens, limit - memory_room - prompt - overhead)
     text, used = summarize(dropped, dropped_tokens, latest_user_text(messages), summary_budget, model, counter.spend)
-    if text:
-        kept_payload = with_block(kept_payload, Packed([], (SEPARATOR if appending else "") + text, used))
+    summarized = trimming.insert(kept_payload, (SEPARATOR if appending else "") + text) if text else None
+    if summarized is None:
+        used = 0
+    else:
+        kept_payload = summarized
         prompt += used + overhead
     budget = max(0, min(rule.budget_tokens, limit - prompt)) if read else 0
-    return Plan(window, "trimmed", prompt, budget, kept_payload, len(choice.dropped), dropped_tokens, used)
+    return Plan(window, "trimmed", prompt, budget, kept_payload, trimming.items(choice.dropped), dropped_tokens, used, kept_view)
 
 
 def latest_user_text(messages: list[Any]) -> str:

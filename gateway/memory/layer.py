@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any, Awaitable, Callable
 from gateway.exchange import ChatContext, Reply
 from gateway.memory.counts import NeedsThread
 from gateway.memory.fitting import Plan, plan
+from gateway.memory.overflow import Trimming
 from gateway.memory.inject import pack
 from gateway.memory.recall import EPISODE_MIN_SCORE, Query, core_profile, query_text, rank, relevance_of
 from gateway.memory.records import SUMMARY_KIND, Memory
@@ -32,20 +34,28 @@ class MemoryLayer:
     """What the proxy calls: fit the request to its context window and inject memories before forwarding;
     capture (the extraction hook) after."""
 
-    def __init__(self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None) -> None:
+    def __init__(
+        self, service: MemoryService, metrics: Metrics, enqueue: Callable[[ChatContext, dict[str, Any], Reply], Awaitable[Any]] | None = None,
+        summarize: Callable[[ChatContext, list[str]], Awaitable[str | None]] | None = None,
+    ) -> None:
+        """`summarize` writes a session's summary from its user turns (the llm's, when the request's extractor is
+        llm), or gives None: then the extractive summary stands in."""
         self.service = service
         self.metrics = metrics
         self.enqueue = enqueue
+        self.summarize = summarize
         self.windows = Windows(metrics.unknown_model.inc)
         self._summaries: set[asyncio.Task[None]] = set()  # session summaries being written (referenced until done)
+        self._tickets = itertools.count()
+        self._newest: dict[str, int] = {}  # summary id -> ticket of its newest rewrite still running
 
     async def recall_block(
-        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trim: bool
+        self, ctx: ChatContext, view: dict[str, Any], appends: Callable[[dict[str, Any] | None], bool], *, trimming: Trimming | None
     ) -> tuple[dict[str, Any] | None, str | None]:
         if not isinstance(view.get("messages"), list):
             return None, None
         try:
-            fitted = await self._plan(ctx, view, trim)
+            fitted = await self._plan(ctx, view, trimming)
         except Exception:
             log.warning("could not size the request against its context window; forwarding it as is", extra={"request_id": ctx.request_id}, exc_info=True)
             if ctx.read:
@@ -57,7 +67,7 @@ class MemoryLayer:
         try:
             async with asyncio.timeout(ctx.rule.recall_timeout_ms / 1000):
                 session = session_of(ctx.identity.session, view["messages"])  # of the whole conversation, not the trimmed one
-                block = await self._recall(ctx, fitted.payload or view, appends(fitted.payload), fitted.memory_budget, session)
+                block = await self._recall(ctx, fitted.view or view, appends(fitted.payload), fitted.memory_budget, session)
         except TimeoutError:
             ctx.memory_status = "timeout"
             self.metrics.recall_timeouts.labels(ctx.api).inc()
@@ -108,19 +118,19 @@ class MemoryLayer:
         service.used(identity.tenant, identity.user, packed.memories)
         return packed.text
 
-    async def _plan(self, ctx: ChatContext, payload: dict[str, Any], trim: bool) -> Plan:
-        """Size the request (trimming it if it overflows and `trim`) on the event loop while that needs only cached
+    async def _plan(self, ctx: ChatContext, payload: dict[str, Any], trimming: Trimming | None) -> Plan:
+        """Size the request (trimming it with `trimming` if it overflows) on the event loop while that needs only cached
         counts and a little new text; else in a thread, which stops at its next slice if this request is cancelled."""
         window = self.windows.resolve(ctx.model, ctx.rule.context_window)
-        rule = ctx.rule if trim else dataclasses.replace(ctx.rule, overflow="off")
+        rule = ctx.rule if trimming is not None else dataclasses.replace(ctx.rule, overflow="off")
         try:
             if len(payload["messages"]) > INLINE_MESSAGES:
                 raise NeedsThread
-            fitted = plan(payload, ctx.model, rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS)
+            fitted = plan(payload, ctx.model, rule, window, ctx.read, inline_chars=INLINE_COUNT_CHARS, trimming=trimming)
         except NeedsThread:
             stopped = threading.Event()
             try:
-                fitted = await asyncio.to_thread(plan, payload, ctx.model, rule, window, ctx.read, stopped.is_set)
+                fitted = await asyncio.to_thread(plan, payload, ctx.model, rule, window, ctx.read, stopped.is_set, trimming=trimming)
             finally:
                 stopped.set()
         if fitted.outcome != "fits":
@@ -139,7 +149,10 @@ class MemoryLayer:
     async def capture(self, ctx: ChatContext, payload: dict[str, Any], reply: Reply) -> None:
         messages = payload.get("messages")
         if ctx.identity.user is not None and isinstance(messages, list) and due(messages, ctx.rule.summary_every_turns):
-            task = asyncio.create_task(self._rewrite_summary(ctx, session_of(ctx.identity.session, messages), user_texts(messages), time.time()))
+            session = session_of(ctx.identity.session, messages)
+            mid = summary_id(ctx.identity.tenant, ctx.identity.user, ctx.identity.agent, session)
+            self._newest[mid] = ticket = next(self._tickets)
+            task = asyncio.create_task(self._rewrite_summary(ctx, session, mid, ticket, user_texts(messages), time.time()))
             self._summaries.add(task)
             task.add_done_callback(self._summaries.discard)
         if self.enqueue is None:
@@ -150,15 +163,15 @@ class MemoryLayer:
             log.warning("could not enqueue the exchange for extraction", extra={"request_id": ctx.request_id}, exc_info=True)
             ctx.memory_status = "degraded"
 
-    async def _rewrite_summary(self, ctx: ChatContext, session: str, texts: list[str], learned: float) -> None:
-        """Write or rewrite the session's summary memory, off the request path; dropped if the user is forgotten meanwhile."""
+    async def _rewrite_summary(self, ctx: ChatContext, session: str, mid: str, ticket: int, texts: list[str], learned: float) -> None:
+        """Write or rewrite the session's summary memory `mid`, off the request path; dropped if the user is forgotten
+        meanwhile, or if a newer rewrite of it started meanwhile (a slow llm answer must not undo a newer summary)."""
         identity, service = ctx.identity, self.service
         assert identity.user is not None
         try:
-            text = await asyncio.to_thread(summarize, texts)
-            if not text:
+            text = await self._summary_text(ctx, texts)
+            if not text or self._newest.get(mid) != ticket:
                 return
-            mid = summary_id(identity.tenant, identity.user, identity.agent, session)
             current = await service.store.get(identity.tenant, identity.user, mid)
             if current is None:
                 summary = Memory(id=mid, tenant=identity.tenant, user_id=identity.user, text=text, kind=SUMMARY_KIND, agent_id=identity.agent,
@@ -168,3 +181,17 @@ class MemoryLayer:
                 await service.update(identity.tenant, identity.user, mid, text=text, cause="summary", learned=learned)
         except Exception:
             log.warning("could not write the session summary", extra={"request_id": ctx.request_id}, exc_info=True)
+        finally:
+            if self._newest.get(mid) == ticket:
+                del self._newest[mid]
+
+    async def _summary_text(self, ctx: ChatContext, texts: list[str]) -> str:
+        """The summarizer's summary, else (none, or it failed) the extractive one."""
+        if self.summarize is not None:
+            try:
+                written = await self.summarize(ctx, texts)
+                if written:
+                    return written
+            except Exception:
+                log.warning("the session summarizer failed; using the extractive summary", extra={"request_id": ctx.request_id}, exc_info=True)
+        return await asyncio.to_thread(summarize, texts)

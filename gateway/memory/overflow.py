@@ -1,8 +1,9 @@
 """Fitting a conversation into a context window: which turns to keep, as a pure function over "units".
 
 A unit is what can only be kept or dropped whole: one message, or an assistant's tool calls together
-with their results. Chat completions group messages with `chat_units`; another message shape (Responses
-items, Messages blocks) needs only its own grouping to reuse `choose`.
+with their results. Chat completions group messages with `chat_units`; another API (Responses items,
+Messages turns) groups its own items into `Group`s, which `item_units` maps onto its chat-shaped view,
+and supplies a `Trimming` that rebuilds its JSON: `choose` and the fitting around it are shared.
 """
 
 from __future__ import annotations
@@ -19,6 +20,39 @@ class Unit:
     indices: tuple[int, ...]  # message positions, in order
     pinned: bool  # always kept: system/developer messages, the latest user turn, the latest unit
     opens_turn: bool  # a user message: a kept history may start here
+
+
+@dataclass(frozen=True)
+class Group:
+    """Items of an API's own history (Responses input items, Messages turns) that are kept or dropped together."""
+
+    items: tuple[int, ...]  # item positions, in order
+    opens_turn: bool  # starts with a user turn
+    pinned: bool = False  # always kept (developer/system items)
+
+
+class Trimming:
+    """How one API's request is trimmed: its view's units, its JSON rebuilt without some view messages, and
+    where the summary of the left-out turns goes (the system text, as memories with placement "system")."""
+
+    def units(self, messages: Sequence[Any]) -> list[Unit]:
+        raise NotImplementedError
+
+    def rebuild(self, dropped: Sequence[int]) -> dict[str, Any]:
+        """The request without the view messages at positions `dropped`."""
+        raise NotImplementedError
+
+    def items(self, dropped: Sequence[int]) -> int:
+        """How many of the request's own messages or items the view messages at `dropped` are (what headers report)."""
+        return len(dropped)
+
+    def appends(self, payload: dict[str, Any]) -> bool:
+        """Whether a block put in `payload`'s system text follows text already there (so it is led by a separator)."""
+        raise NotImplementedError
+
+    def insert(self, payload: dict[str, Any], block: str) -> dict[str, Any] | None:
+        """A copy of `payload` with `block` in its system text, or None when it has no place for it."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -44,12 +78,37 @@ def chat_units(messages: Sequence[Any]) -> list[Unit]:
         else:
             groups.append([index])
     roles = [messages[g[0]].get("role") if isinstance(messages[g[0]], dict) else None for g in groups]
-    last_user = max((i for i, role in enumerate(roles) if role == "user"), default=None)
-    units = []
-    for position, (group, role) in enumerate(zip(groups, roles)):
-        pinned = role in PINNED_ROLES or position == last_user or position == len(groups) - 1
-        units.append(Unit(tuple(group), pinned, role == "user"))
-    return units
+    return pinned_units(groups, [role == "user" for role in roles], [role in PINNED_ROLES for role in roles])
+
+
+def item_units(origins: Sequence[int | None], groups: Sequence[Group]) -> list[Unit]:
+    """Units over a view's messages from an API's grouping of its own items: `origins` names each view message's
+    item (None: the request's system text, pinned); a group's view messages form one unit."""
+    group_of = [-1] * (max((o for o in origins if o is not None), default=-1) + 1)  # item -> group (-1: none)
+    for g, group in enumerate(groups):
+        for item in group.items:
+            if item < len(group_of):
+                group_of[item] = g
+    spans: list[list[int]] = []
+    opens: list[bool] = []
+    fixed: list[bool] = []
+    current = -1
+    for position, origin in enumerate(origins):
+        g = -1 if origin is None else group_of[origin]
+        if g >= 0 and g == current:
+            spans[-1].append(position)
+            continue
+        spans.append([position])
+        opens.append(g >= 0 and groups[g].opens_turn)
+        fixed.append(g < 0 or groups[g].pinned)  # an item of no group is never dropped
+        current = g
+    return pinned_units(spans, opens, fixed)
+
+
+def pinned_units(groups: Sequence[Sequence[int]], opens: Sequence[bool], fixed: Sequence[bool]) -> list[Unit]:
+    """Units of `groups`, pinned when `fixed`, when the latest to open a turn, or when the last."""
+    last_user = max((i for i, o in enumerate(opens) if o), default=None)
+    return [Unit(tuple(group), fixed[i] or i == last_user or i == len(groups) - 1, opens[i]) for i, group in enumerate(groups)]
 
 
 def choose(units: Sequence[Unit], cost: Callable[[Unit], int], budget: int) -> Choice | None:
