@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
+from gateway.memory.commits import committed
 from gateway.memory.sql import one_of, scope, sql_literal
 from gateway.metrics import MEMORY_WRITE_ACTIONS
 from gateway.sqlite import instance_id
@@ -128,7 +129,7 @@ class History:
             schema=SCHEMA,
         )
         # An append never conflicts with another replica's commit; the read-back settles an event two recorded at once.
-        await self.table.add(data)
+        await committed(lambda: self.table.add(data))
         lost = await self._first_wins([eid for eid in once if eid in rows], now)
         return len(rows) - lost
 
@@ -147,7 +148,7 @@ class History:
             first[eid] = min(first.get(eid, (row, when)), (row, when))
         later = [eid for eid, (_, when) in first.items() if when != at]
         if later:
-            await self.table.delete(f"{one_of('event_id', later)} AND at = {at!r}")
+            await committed(lambda: self.table.delete(f"{one_of('event_id', later)} AND at = {at!r}"))
         return len(later)
 
     async def for_memory(self, tenant: str, user: str, memory_id: str) -> list[dict]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import warnings
 from datetime import timedelta
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import lancedb
 import pyarrow as pa
@@ -16,6 +16,7 @@ from lancedb.index import FTS
 from gateway.memory.confirmations import PREFIX as PENDING
 from gateway.memory.records import COLUMNS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from gateway.memory import tables
+from gateway.memory.commits import committed
 from gateway.memory.tables import TABLE
 from gateway.memory.scopes import ScopeDirectory
 from gateway.memory.sql import one_of, scope, sql_literal
@@ -120,10 +121,10 @@ class MemoryStore:
         async with self._ops:
             return await query.to_arrow()
 
-    async def _write(self, operation: Any) -> Any:
-        """Run one commit (an awaitable) under the same bound as reads, so `erase` can hold them all off."""
+    async def _write(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one commit under the same bound as reads, so `erase` can hold them all off; one that lost a race is retried."""
         async with self._ops:
-            return await operation
+            return await committed(operation)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
@@ -165,7 +166,7 @@ class MemoryStore:
             # An append, not a merge-insert: it never conflicts with another replica's commit nor scans the
             # table for the join; the read-back settles an id two writers inserted at once. Ids are per
             # (tenant, user): an id another user happens to hold (an import, say) is not looked at.
-            result = await self._write(self.table.add(self._arrow(fresh)))
+            result = await self._write(lambda: self.table.add(self._arrow(fresh)))
             self._own(result.version)
             self.scopes.note((m.tenant, m.user_id) for m in fresh)
             fresh = await self._first_wins(fresh)
@@ -184,7 +185,7 @@ class MemoryStore:
         for m in written:
             if all(m is not o for o in ours):
                 where = f"{scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)} AND created_at = {m.created_at!r}"
-                self._own((await self._write(self.table.delete(where))).version)
+                self._own((await self._write(lambda: self.table.delete(where))).version)
         return ours
 
     async def holders(self, ids: list[str]) -> dict[str, set[tuple[str, str]]]:
@@ -211,7 +212,7 @@ class MemoryStore:
             raise ValueError(f"cannot update {sorted(unknown)}")
         values = {name: ([float(x) for x in value] if name == "vector" else value) for name, value in changes.items()}
         where = f"{scope(tenant, user)} AND id = {sql_literal(id)}"
-        result = await self._write(self.table.update(values, where=where))
+        result = await self._write(lambda: self.table.update(values, where=where))
         self._own(result.version)
         return await self.get(tenant, user, id) if result.rows_updated else None
 
@@ -219,7 +220,7 @@ class MemoryStore:
         """Mark `old_id` replaced by `new_id` unless something replaced it first (here or on another
         replica: LanceDB re-runs the condition on the newest version when commits race). True if it was done."""
         where = f"{scope(tenant, user)} AND id = {sql_literal(old_id)} AND superseded_by IS NULL"
-        result = await self._write(self.table.update({"superseded_by": new_id}, where=where))
+        result = await self._write(lambda: self.table.update({"superseded_by": new_id}, where=where))
         self._own(result.version)
         return bool(result.rows_updated)
 
@@ -227,15 +228,13 @@ class MemoryStore:
         """Make a superseded memory active again (the user said it again; one held for a confirmation stays held):
         the row as it is afterwards, or None."""
         where = f"{scope(tenant, user)} AND id = {sql_literal(id)} AND superseded_by IS NOT NULL AND superseded_by NOT LIKE '{PENDING}%'"
-        result = await self._write(self.table.update({"superseded_by": None, "updated_at": at}, where=where))
+        result = await self._write(lambda: self.table.update({"superseded_by": None, "updated_at": at}, where=where))
         self._own(result.version)
         return await self.get(tenant, user, id) if result.rows_updated else None
 
     async def delete(self, tenant: str, user: str, ids: list[str], *, still: str | None = None) -> list[str]:
-        """Delete those of `ids` that (still) match the condition `still`; returns the ids deleted.
-
-        A remover that planned from an earlier read passes its reason as `still`, so a row that
-        changed since (pinned, used) is kept rather than deleted by id."""
+        """Delete those of `ids` that (still) match the condition `still`; returns the ids deleted. A remover that
+        planned from an earlier read passes its reason as `still`, so a row changed since (pinned, used) is kept."""
         return sorted(await self.delete_rows(tenant, user, ids, still=still))
 
     async def delete_rows(self, tenant: str, user: str, ids: list[str], *, still: str | None = None) -> dict[str, float]:
@@ -246,7 +245,7 @@ class MemoryStore:
         present = await self._doomed(where)
         if not present:
             return {}
-        result = await self._write(self.table.delete(where))
+        result = await self._write(lambda: self.table.delete(where))
         self._own(result.version)
         # A row that stopped matching between the read and the delete is still there: not deleted.
         kept = await self._read(self.table.query().where(f"{scope(tenant, user)} AND {one_of('id', sorted(present))}").select(["id"]))
@@ -339,13 +338,13 @@ class MemoryStore:
             }
         )
         # Only the two usage columns: a partial merge leaves every other field (superseded_by) as committed.
-        result = await self._write(self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(part))
+        result = await self._write(lambda: self.table.merge_insert(["id", "tenant", "user_id"]).when_matched_update_all().execute(part))
         self._own(result.version)
 
     async def forget_user(self, tenant: str, user: str) -> int:
         if not await self._doomed(scope(tenant, user)):
             return 0
-        result = await self._write(self.table.delete(scope(tenant, user)))
+        result = await self._write(lambda: self.table.delete(scope(tenant, user)))
         self._own(result.version)
         return int(result.num_deleted_rows)
 
@@ -361,11 +360,11 @@ class MemoryStore:
             # Rewriting a fragment's live rows leaves it with none: LanceDB drops a fragment wholly deleted.
             ranges = [None] if fragments is None else [f"_rowid >= {f << 32} AND _rowid < {(f + 1) << 32}" for f in sorted(fragments)]
             for where in ranges:
-                await self._write(self.table.update(updates_sql={"id": "id"}, where=where))
-            await self._write(self.table.create_index("text", config=FTS(), replace=True))
+                await self._write(lambda: self.table.update(updates_sql={"id": "id"}, where=where))
+            await self._write(lambda: self.table.create_index("text", config=FTS(), replace=True))
             # Compaction and index upkeep first, alongside other work (tens of seconds with a vector index
             # over 100k rewritten rows); held exclusive, the second call only drops old versions.
-            await self._write(self.table.optimize())
+            await self._write(lambda: self.table.optimize())
             async with self._exclusive():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # lancedb warns that older versions go: that is the point
@@ -382,7 +381,7 @@ class MemoryStore:
         before = await self.version()
         try:
             await self.ensure_indexes()
-            await self._write(self.table.optimize(cleanup_older_than=timedelta(minutes=10)))
+            await self._write(lambda: self.table.optimize(cleanup_older_than=timedelta(minutes=10)))
         finally:
             await self._maintained(before)
 
