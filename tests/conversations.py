@@ -81,3 +81,18 @@ def messages_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             turns.append({"role": message["role"], "content": message["content"]})
     return turns
+
+
+# Rules the overflow tests run under: an 8k window picked by a header, with trimming on or off.
+WINDOW_RULES = """
+[[rule]]
+name = "off-8k"
+match = { header = { "X-Overflow" = "off" } }
+context_window = 8192
+overflow = "off"
+
+[[rule]]
+name = "8k"
+match = { header = { "X-Window" = "8k" } }
+context_window = 8192
+"""

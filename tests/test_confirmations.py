@@ -11,7 +11,7 @@ import pytest
 
 from .extraction_helpers import TENANT, flush, history, memories, say
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import Gateway, with_rules
 from .memory_helpers import injected_texts, memory_block
 
 RULES = """
@@ -24,10 +24,7 @@ critical = []
 
 @pytest.fixture(scope="module")
 def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("confirm")
-    (root / "rules").mkdir()
-    (root / "rules" / "critical.toml").write_text(RULES)
-    gateway = Gateway(upstream.url, root / "data", rules=root / "rules", tenant_mode="none").start()
+    gateway = with_rules(upstream.url, tmp_path_factory.mktemp("confirm"), "critical.toml", RULES, tenant_mode="none").start()
     yield gateway
     gateway.stop()
 

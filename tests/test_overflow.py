@@ -15,24 +15,12 @@ from openai import OpenAI
 from gateway.memory.tokens import encoding_for
 from gateway.memory.windows import DEFAULT_CONTEXT_WINDOW
 
-from .conversations import FACT, QUESTION, SYSTEM, conversation, tool_call, tool_pairs_are_whole
+from .conversations import FACT, QUESTION, SYSTEM, WINDOW_RULES as RULES, conversation, tool_call, tool_pairs_are_whole
 from .fake_upstream import FakeUpstream
 from .harness import Gateway
 from .memory_helpers import add_memory
 from .test_rules import memgate
 
-RULES = """
-[[rule]]
-name = "off-8k"
-match = { header = { "X-Overflow" = "off" } }
-context_window = 8192
-overflow = "off"
-
-[[rule]]
-name = "8k"
-match = { header = { "X-Window" = "8k" } }
-context_window = 8192
-"""
 KEY = "sk-overflow-tests"
 RESERVE = 1024  # overflow_reserve_tokens' default: kept for the answer when the request sets no max_tokens
 

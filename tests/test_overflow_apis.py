@@ -15,23 +15,11 @@ from openai import OpenAI
 
 from gateway.memory.tokens import encoding_for
 
-from .conversations import FACT, QUESTION, SYSTEM, conversation, messages_turns, responses_input
+from .conversations import FACT, QUESTION, SYSTEM, WINDOW_RULES as RULES, conversation, messages_turns, responses_input
 from .fake_upstream import FakeUpstream
 from .harness import Gateway
 from .memory_helpers import add_memory
 
-RULES = """
-[[rule]]
-name = "off-8k"
-match = { header = { "X-Overflow" = "off" } }
-context_window = 8192
-overflow = "off"
-
-[[rule]]
-name = "8k"
-match = { header = { "X-Window" = "8k" } }
-context_window = 8192
-"""
 KEY = "sk-overflow-apis-tests"
 WINDOW = 8192
 ANSWER = 1000  # max_output_tokens / max_tokens of every request here

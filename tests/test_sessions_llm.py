@@ -11,7 +11,7 @@ import pytest
 
 from .extraction_helpers import queue_state
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import Gateway, with_rules
 from .memory_helpers import chat, system_text, tenant_of
 from .test_sessions import KEY, RULES, TRIP, converse, summaries
 
@@ -21,10 +21,7 @@ SUMMARY_CHARS = 480
 
 @pytest.fixture(scope="module")
 def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("sessions-llm")
-    (root / "rules").mkdir()
-    (root / "rules" / "summaries.toml").write_text(RULES)
-    gateway = Gateway(upstream.url, root / "data", rules=root / "rules", extractor="llm").start()
+    gateway = with_rules(upstream.url, tmp_path_factory.mktemp("sessions-llm"), "summaries.toml", RULES, extractor="llm").start()
     yield gateway
     gateway.stop()
 
