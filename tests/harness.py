@@ -105,9 +105,10 @@ class Zygote:
         return json.loads(line)
 
     def forkable(self, env: dict[str, str]) -> bool:
-        """A gateway may be forked when its environment differs from the zygote's in MEMGATE_* settings
-        (and pytest's own PYTEST_* notes) only: anything else (PYTHONPATH, HOME, OTEL_*...) may act while modules import."""
-        keys = {k for k in env.keys() | self.env.keys() if not k.startswith(("MEMGATE_", "PYTEST_"))}
+        """A gateway may be forked when its environment differs from the zygote's only in variables read
+        after start-up: MEMGATE_* settings, OTEL_* (OpenTelemetry is imported only when they are set, never by
+        the zygote) and pytest's PYTEST_* notes. Anything else (PYTHONPATH, HOME...) may act while modules import."""
+        keys = {k for k in env.keys() | self.env.keys() if not k.startswith(("MEMGATE_", "OTEL_", "PYTEST_"))}
         return all(env.get(k) == self.env.get(k) for k in keys)
 
     def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> Forked:
