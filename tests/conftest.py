@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from .fake_upstream import FakeUpstream
-from .harness import Gateway
+from .harness import Gateway, Zygote
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zygote() -> Iterator[None]:
+    """Gateways fork from one interpreter that has imported them (tests/zygote.py); MEMGATE_TEST_FORK=0 execs each."""
+    if os.environ.get("MEMGATE_TEST_FORK", "1") == "0":
+        yield
+        return
+    Gateway.zygote = Zygote()
+    yield
+    Gateway.zygote.close()
+    Gateway.zygote = None
 
 
 @pytest.fixture(scope="module")

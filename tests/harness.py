@@ -1,13 +1,16 @@
-"""Runs the real gateway as users do: `python -m gateway serve` under uvicorn on a loopback port."""
+"""Runs the real gateway as users do: `python -m gateway serve` under uvicorn on a loopback port, either
+executed afresh or forked from an interpreter that has already imported it (tests/zygote.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +59,76 @@ def with_rules(upstream_url: str, root: Path, rules_file: str, rules: str, **set
     return Gateway(upstream_url, root / "data", rules=root / "rules", **settings)
 
 
+class Forked:
+    """A gateway the zygote forked: the part of subprocess.Popen's interface the tests use."""
+
+    def __init__(self, zygote: Zygote, pid: int) -> None:
+        self.zygote, self.pid = zygote, pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.wait(0.0, raise_on_timeout=False)
+
+    def wait(self, timeout: float | None = None, *, raise_on_timeout: bool = True) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.wait(self.pid, 3600.0 if timeout is None else timeout)
+            if self.returncode is None and raise_on_timeout:
+                raise subprocess.TimeoutExpired(f"gateway {self.pid}", timeout or 0.0)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:  # never signal a pid that may have been reused
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Zygote:
+    """tests/zygote.py running beside the tests: forks gateways from an interpreter that has imported them."""
+
+    def __init__(self) -> None:
+        self.env = dict(os.environ)  # what its interpreter starts with
+        self.proc: subprocess.Popen | None = None  # started with the first gateway: unit tests never pay for it
+        self.lock = threading.Lock()
+
+    def ask(self, request: dict[str, object]) -> dict[str, object]:
+        with self.lock:
+            if self.proc is None:
+                self.proc = subprocess.Popen([sys.executable, "-m", "tests.zygote"], cwd=ROOT, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the zygote exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def forkable(self, env: dict[str, str]) -> bool:
+        """A gateway may be forked when its environment differs from the zygote's only in variables read
+        after start-up: MEMGATE_* settings, OTEL_* (OpenTelemetry is imported only when they are set, never by
+        the zygote) and pytest's PYTEST_* notes. Anything else (PYTHONPATH, HOME...) may act while modules import."""
+        keys = {k for k in env.keys() | self.env.keys() if not k.startswith(("MEMGATE_", "OTEL_", "PYTEST_"))}
+        return all(env.get(k) == self.env.get(k) for k in keys)
+
+    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> Forked:
+        answer = self.ask({"op": "spawn", "argv": argv, "env": env, "cwd": str(ROOT), "log": str(log)})
+        return Forked(self, int(answer["pid"]))  # type: ignore[arg-type]
+
+    def wait(self, pid: int, timeout: float) -> int | None:
+        returncode = self.ask({"op": "wait", "pid": pid, "timeout": timeout})["returncode"]
+        return None if returncode is None else int(returncode)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """End of input: the zygote stops the gateways still running, then exits."""
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+            self.proc.wait(30)
+
+
 class Gateway:
+    zygote: Zygote | None = None  # set by tests/conftest.py; None: every gateway is a fresh `python -m gateway`
+
     def __init__(self, upstream_url: str, data_dir: Path, rules: Path | str | None = None, *, production_rules: bool = False, **settings: object) -> None:
         """`production_rules=True` runs the shipped rules unchanged (benchmarks measure those)."""
         self.port = free_port()
@@ -72,7 +144,7 @@ class Gateway:
         self.env.pop("MEMGATE_CONFIG", None)
         for name, value in settings.items():
             self.env["MEMGATE_" + name.upper()] = str(value)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | Forked | None = None
 
     @property
     def url(self) -> str:
@@ -83,8 +155,11 @@ class Gateway:
         return self.url + "/v1"
 
     def start(self, timeout: float = 60.0) -> Gateway:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        if Gateway.zygote is not None and Gateway.zygote.forkable(self.env):
+            self.proc = Gateway.zygote.spawn(self.args[3:], self.env, self.log_path)
+        else:
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -49,8 +49,9 @@ def complete(raw: bytes) -> bool:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_the_client_holds_the_whole_answer_only_once_its_job_is_committed(start_gateway, stream: bool) -> None:
-    gw: Gateway = start_gateway()
+def test_the_client_holds_the_whole_answer_only_once_its_job_is_committed(gateway: Gateway, stream: bool) -> None:
+    gw = gateway  # one gateway for both variants: each counts only its own job
+    enqueued = gw.metric("memgate_extraction_jobs_total", outcome="enqueued")
     lock = sqlite3.connect(gw.data_dir / "memgate.sqlite3", isolation_level=None, timeout=10)
     lock.execute("BEGIN IMMEDIATE")  # SQLite's write lock: the gateway's job commit waits for it
     sock = request(gw.port, stream)
@@ -64,4 +65,4 @@ def test_the_client_holds_the_whole_answer_only_once_its_job_is_committed(start_
     raw = early + read_for(sock, 10)
     sock.close()
     assert complete(raw)
-    assert gw.metric("memgate_extraction_jobs_total", outcome="enqueued") == 1
+    assert gw.metric("memgate_extraction_jobs_total", outcome="enqueued") == enqueued + 1

@@ -176,8 +176,7 @@ def test_extract_false_rule_and_user_plus_assistant_roles(start_gateway, upstrea
     assert texts(gw, "nia") == ["The user live in Porto"]
 
 
-def test_forgetting_a_user_removes_memories_history_and_queued_jobs(start_gateway, tmp_path: Path) -> None:
-    gw = start_gateway(tenant_mode="none")
+def test_forgetting_a_user_removes_memories_history_and_queued_jobs(gw: Gateway, start_gateway, tmp_path: Path) -> None:
     say(gw, "zed", "I live in Zagreb.")
     flush(gw)
     [memory] = memories(gw, "zed")
@@ -188,8 +187,8 @@ def test_forgetting_a_user_removes_memories_history_and_queued_jobs(start_gatewa
         assert admin.get(f"/tenants/default/users/zed/memories/{memory['id']}/history").status_code == 404
     assert memories(gw, "zed") == []
     data = tmp_path / "forget-queued"
-    gw = start_gateway(data_dir=data, tenant_mode="none", extraction_workers=0)
-    say(gw, "zoe", "I live in Zurich.")
-    with gw.admin() as admin:
+    idle = start_gateway(data_dir=data, tenant_mode="none", extraction_workers=0)  # no workers: the job stays queued
+    say(idle, "zoe", "I live in Zurich.")
+    with idle.admin() as admin:
         assert admin.delete("/tenants/default/users/zoe").json()["deleted"]["jobs"] == 1
-    assert queue_state(gw)["depth"] == 0
+    assert queue_state(idle)["depth"] == 0

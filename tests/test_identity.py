@@ -69,15 +69,22 @@ def test_fingerprint_is_k_and_16_hex_of_sha256(bots_off: Gateway) -> None:
     assert expected <= set(tenants), tenants
 
 
-def test_tenant_is_the_fingerprint_of_the_bearer_key(start_gateway, tmp_path: Path) -> None:
-    gw = start_gateway(rules=rules_dir(tmp_path, off_for(f'tenant = "{fingerprint(KEY_A)}"')))
-    assert status(gw, KEY_A) == "off"
-    assert status(gw, KEY_B) == "ok"
+@pytest.fixture(scope="module")
+def key_a_off(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway whose rules turn memory off for KEY_A's tenant, named by its fingerprint."""
+    root = tmp_path_factory.mktemp("key-a-off")
+    gw = Gateway(upstream.url, root / "data", rules=rules_dir(root, off_for(f'tenant = "{fingerprint(KEY_A)}"'))).start()
+    yield gw
+    gw.stop()
 
 
-def test_tenant_fingerprint_also_comes_from_an_azure_style_api_key_header(start_gateway, tmp_path: Path) -> None:
-    gw = start_gateway(rules=rules_dir(tmp_path, off_for(f'tenant = "{fingerprint(KEY_A)}"')))
-    assert send(gw, {"api-key": KEY_A, "X-Memory-User-Id": "alice"}).headers["x-memory-status"] == "off"
+def test_tenant_is_the_fingerprint_of_the_bearer_key(key_a_off: Gateway) -> None:
+    assert status(key_a_off, KEY_A) == "off"
+    assert status(key_a_off, KEY_B) == "ok"
+
+
+def test_tenant_fingerprint_also_comes_from_an_azure_style_api_key_header(key_a_off: Gateway) -> None:
+    assert send(key_a_off, {"api-key": KEY_A, "X-Memory-User-Id": "alice"}).headers["x-memory-status"] == "off"
 
 
 def test_config_maps_a_key_fingerprint_to_a_tenant_name(start_gateway, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -79,7 +80,11 @@ def test_dead_letters_are_purged_past_queue_max_and_past_the_retention_and_count
     assert gw.metric("memgate_extraction_dead_letters_purged_total") == 1
     gw.stop()
     assert dead_rows(data) == 2
-    gw = start_gateway(data_dir=data, dead_letter_retention=1.0, **failing)  # past the retention by now: purged on start
+    with closing(sqlite3.connect(data / "memgate.sqlite3")) as db:
+        [(dead_since,)] = db.execute("SELECT max(next_at) FROM jobs WHERE state = 'dead'").fetchall()
+    while time.time() <= dead_since + 1.0:  # the clock, not the gateway: the rows must be older than the retention below
+        time.sleep(0.05)
+    gw = start_gateway(data_dir=data, dead_letter_retention=1.0, **failing)  # past the retention: purged on start
     state = queue_state(gw)
     assert state["dead_letters"] == 0 and state["dead_letters_purged"] == 2
     say(gw, "sol", "I live in Arequipa.")
