@@ -44,7 +44,11 @@ def test_two_workers_serve_the_port_and_metrics_and_the_queue_cover_both(gw: Gat
     with ThreadPoolExecutor(8) as pool:
         assert [r.status_code for r in pool.map(lambda i: post(gw, i), range(USERS))] == [200] * USERS
     assert gw.metric("memgate_requests_total", route="chat", status="200") - before == USERS  # every worker's requests, in one scrape
-    assert all(len(list(Path(gw.data_dir, *sub).glob("memgate.sqlite3"))) == 1 for sub in ((), ("worker-1",)))
+    # Each worker opens its own queue file as it starts; the gateway was ready when one of them was.
+    deadline = time.monotonic() + 120
+    while not all(Path(gw.data_dir, *sub, "memgate.sqlite3").exists() for sub in ((), ("worker-1",))):
+        assert time.monotonic() < deadline, "a worker has no queue file of its own"
+        time.sleep(0.05)
     flush(gw)  # one call waits for both workers' queues
     assert [[m["text"] for m in memories(gw, f"w{i}")] for i in range(USERS)] == [[f"User's locker number is {i}"] for i in range(USERS)]
     with gw.admin() as admin:
