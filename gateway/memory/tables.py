@@ -8,6 +8,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.index import FTS, BTree, IvfPq
 
+from gateway.memory.commits import committed
 from gateway.memory.records import CORE_KINDS, META_DIM, META_EMBEDDER
 from gateway.memory.sql import one_of
 
@@ -43,11 +44,12 @@ async def migrate(table: Any, schema: pa.Schema) -> None:
 
 async def ensure_indexes(table: Any, ann_min_rows: int) -> None:
     """Scalar indexes on the scope columns, full text on text, ANN once the table has `ann_min_rows`."""
+    # Retried on a commit conflict: replicas or workers starting together on a new store all create them.
     have = {tuple(i.columns): i.index_type for i in await table.list_indices()}
     for column in ("tenant", "user_id"):
         if (column,) not in have:
-            await table.create_index(column, config=BTree())
+            await committed(lambda: table.create_index(column, config=BTree()))
     if ("text",) not in have:
-        await table.create_index("text", config=FTS())
+        await committed(lambda: table.create_index("text", config=FTS()))
     if ("vector",) not in have and await table.count_rows() >= ann_min_rows:
-        await table.create_index("vector", config=IvfPq(distance_type="cosine"))
+        await committed(lambda: table.create_index("vector", config=IvfPq(distance_type="cosine")))
