@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Hashable, Sequence
 
 log = logging.getLogger("memgate.store")
 
@@ -35,3 +35,13 @@ async def committed(operation: Callable[[], Awaitable[Any]], attempts: int = ATT
             log.info("a commit lost a race to another writer; retrying", extra={"attempt": attempt + 1, "retry_in": round(delay, 2)})
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def first_stamps(keys: Sequence[Hashable], row_ids: Sequence[int], stamps: Sequence[Any]) -> dict[Hashable, Any]:
+    """Per key, the stamp of its first committed row (the lowest row id). Two writers appending one key at once
+    both commit; the later sees both rows on reading them back, and a writer whose stamp is not this one deletes its own."""
+    first: dict[Hashable, tuple[int, Any]] = {}
+    for key, row, stamp in zip(keys, row_ids, stamps):
+        if key not in first or row < first[key][0]:
+            first[key] = (row, stamp)
+    return {key: stamp for key, (_, stamp) in first.items()}

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import BTree
 
-from gateway.memory.commits import committed
+from gateway.memory.commits import committed, first_stamps
 from gateway.memory.sql import one_of, scope, sql_literal
 from gateway.metrics import MEMORY_WRITE_ACTIONS
 from gateway.sqlite import instance_id
@@ -138,17 +138,17 @@ class History:
         return set(rows.column("event_id").to_pylist())
 
     async def _first_wins(self, event_ids: Sequence[str], at: float) -> int:
-        """Of the once-only events just recorded at `at`, delete those another writer recorded first (the
-        lower row id: the later commit sees both); returns how many were deleted."""
+        """Of the once-only events just recorded at `at`, delete those another writer recorded first (see
+        `first_stamps`), their fragments noted for `scrub`; returns how many were deleted."""
         if not event_ids:
             return 0
         rows = await self.table.query().where(one_of("event_id", event_ids)).select(["event_id", "at"]).with_row_id().to_arrow()
-        first: dict[str, tuple[int, float]] = {}
-        for eid, row, when in zip(rows.column("event_id").to_pylist(), rows.column("_rowid").to_pylist(), rows.column("at").to_pylist()):
-            first[eid] = min(first.get(eid, (row, when)), (row, when))
-        later = [eid for eid, (_, when) in first.items() if when != at]
+        keys, row_ids, stamps = rows.column("event_id").to_pylist(), rows.column("_rowid").to_pylist(), rows.column("at").to_pylist()
+        later = {eid for eid, stamp in first_stamps(keys, row_ids, stamps).items() if stamp != at}
         if later:
-            await committed(lambda: self.table.delete(f"{one_of('event_id', later)} AND at = {at!r}"))
+            if self._dirty is not None:
+                self._dirty.update(row >> 32 for eid, row, stamp in zip(keys, row_ids, stamps) if eid in later and stamp == at)
+            await committed(lambda: self.table.delete(f"{one_of('event_id', sorted(later))} AND at = {at!r}"))
         return len(later)
 
     async def for_memory(self, tenant: str, user: str, memory_id: str) -> list[dict]:

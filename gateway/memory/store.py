@@ -16,7 +16,7 @@ from lancedb.index import FTS
 from gateway.memory.confirmations import PREFIX as PENDING
 from gateway.memory.records import COLUMNS, META_DIM, META_EMBEDDER, STORED_KINDS, Memory, StoreMismatch, cursor_decode, cursor_encode, rows_to_memories, schema, to_arrow
 from gateway.memory import tables
-from gateway.memory.commits import committed
+from gateway.memory.commits import committed, first_stamps
 from gateway.memory.tables import TABLE
 from gateway.memory.scopes import ScopeDirectory
 from gateway.memory.sql import one_of, scope, sql_literal
@@ -173,20 +173,20 @@ class MemoryStore:
         return fresh
 
     async def _first_wins(self, written: list[Memory]) -> list[Memory]:
-        """Those of `written` that are the stored row for their id. Two replicas appending one id at once both commit;
-        the later commit (higher row id) sees both rows, and each writer deletes its own row when it is not the first."""
+        """Those of `written` that are the stored row for their id (see `first_stamps`); the others' rows are deleted,
+        their fragments noted for `erase` like every delete's."""
         where = " OR ".join(f"({scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)})" for m in written)
         rows = await self._read(self.table.query().where(where).select(["id", "tenant", "user_id", "created_at"]).with_row_id())
-        first: dict[tuple[str, str, str], tuple[int, float]] = {}
-        for key, row, created in zip(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()),
-                                     rows.column("_rowid").to_pylist(), rows.column("created_at").to_pylist()):
-            first[key] = min(first.get(key, (row, created)), (row, created))
-        ours = [m for m in written if first.get((m.tenant, m.user_id, m.id), (0, m.created_at))[1] == m.created_at]
-        for m in written:
-            if all(m is not o for o in ours):
-                where = f"{scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)} AND created_at = {m.created_at!r}"
-                self._own((await self._write(lambda: self.table.delete(where))).version)
-        return ours
+        keys = list(zip(rows.column("tenant").to_pylist(), rows.column("user_id").to_pylist(), rows.column("id").to_pylist()))
+        row_ids, created = rows.column("_rowid").to_pylist(), rows.column("created_at").to_pylist()
+        first = first_stamps(keys, row_ids, created)
+        lost = {(m.tenant, m.user_id, m.id): m for m in written if first.get((m.tenant, m.user_id, m.id), m.created_at) != m.created_at}
+        if self._erased is not None:
+            self._erased.update(row >> 32 for key, row, at in zip(keys, row_ids, created) if key in lost and lost[key].created_at == at)
+        for m in lost.values():
+            where = f"{scope(m.tenant, m.user_id)} AND id = {sql_literal(m.id)} AND created_at = {m.created_at!r}"
+            self._own((await self._write(lambda: self.table.delete(where))).version)
+        return [m for m in written if (m.tenant, m.user_id, m.id) not in lost]
 
     async def holders(self, ids: list[str]) -> dict[str, set[tuple[str, str]]]:
         """The (tenant, user) pairs holding each of these ids, across scopes (import keeps ids global); only the pairs are read."""
@@ -255,7 +255,7 @@ class MemoryStore:
     async def active(self, tenant: str, user: str) -> list[Memory]:
         """A user's memories that are not superseded (or only held back for a confirmation), every agent's, with vectors
         (the hot tier filters by agent)."""
-        return await self._query(f"{scope(tenant, user)} AND (superseded_by IS NULL OR superseded_by LIKE '{PENDING}%')")
+        return (await self.active_of([(tenant, user)]))[(tenant, user)]
 
     async def active_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[Memory]]:
         """`active` for several users in one read: a read opens every unindexed fragment (a GET each on object storage)."""

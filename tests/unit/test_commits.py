@@ -40,3 +40,10 @@ def test_other_errors_and_a_conflict_past_the_last_attempt_are_raised(monkeypatc
     with pytest.raises(RuntimeError, match="commit conflict"):
         asyncio.run(commits.committed(contended, attempts=3))
     assert len(calls) == 4
+
+
+def test_the_first_committed_row_of_each_key_wins_whatever_order_they_are_read_in() -> None:
+    keys = ["a", "b", "a", "b", "c"]
+    rows = [(7 << 32) + 1, 3 << 32, 2 << 32, (3 << 32) + 5, 9]
+    stamps = [1.5, 2.0, 1.0, 2.5, 3.0]
+    assert commits.first_stamps(keys, rows, stamps) == {"a": 1.0, "b": 2.0, "c": 3.0}
