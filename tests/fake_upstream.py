@@ -227,8 +227,6 @@ class FakeUpstream:
         if not req.get("stream"):
             return await self._send_json(writer, 200, completion(model, text, tools), gzipped=model == "fake-gzip" and "gzip" in headers.get("accept-encoding", ""))
         events = stream_events(model, text, tools)
-        writer.write(self._head(200, [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]))
-        await writer.drain()
         if model == "fake-malformed":
             events = events[:1] + [b"data: {not json\n\n"] + events[1:]
         if model == "fake-drip":
@@ -236,21 +234,7 @@ class FakeUpstream:
         if model == "fake-odd-tools":
             odd = [{"index": None, "id": "call_1", "function": {"name": "f", "arguments": ""}}, {"index": 1, "function": "x"}]
             events = events[:1] + [event_bytes(chunk(model, {"tool_calls": [call]})) for call in odd] + events[1:]
-        try:
-            for index, event in enumerate(events):
-                if model == "fake-reset" and index == 2:
-                    writer.transport.abort()
-                    return False
-                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
-                await writer.drain()
-                if model == "fake-drip":
-                    await asyncio.sleep(delay)
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-        except (ConnectionError, RuntimeError):
-            self.cancelled_streams += 1
-            return False
-        return True
+        return await self._stream(writer, events, model, content_type="text/event-stream", reset_at=2, pause=delay if model == "fake-drip" else 0.0)
 
 
     async def _responses(self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
@@ -277,16 +261,22 @@ class FakeUpstream:
             return await self._send_json(writer, 200, message_body(model, text))
         return await self._stream(writer, [sse(e) for e in messages_events(model, text)], model)
 
-    async def _stream(self, writer: asyncio.StreamWriter, events: list[bytes], model: str) -> bool:
-        """Typed SSE events, chunked; fake-reset drops the connection after three of them."""
-        writer.write(self._head(200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]))
+    async def _stream(
+        self, writer: asyncio.StreamWriter, events: list[bytes], model: str, *,
+        content_type: str = "text/event-stream; charset=utf-8", reset_at: int = 3, pause: float = 0.0,
+    ) -> bool:
+        """SSE events, chunked, `pause` seconds apart; fake-reset drops the connection before event `reset_at`."""
+        writer.write(self._head(200, [("Content-Type", content_type), ("Cache-Control", "no-cache"), ("Transfer-Encoding", "chunked")]))
+        await writer.drain()
         try:
             for index, event in enumerate(events):
-                if model == "fake-reset" and index == 3:
+                if model == "fake-reset" and index == reset_at:
                     writer.transport.abort()
                     return False
                 writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                 await writer.drain()
+                if pause:
+                    await asyncio.sleep(pause)
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         except (ConnectionError, RuntimeError):
