@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 
 from .fake_upstream import FakeUpstream
@@ -51,3 +52,10 @@ def start_gateway(upstream: FakeUpstream, tmp_path: Path) -> Iterator:
     yield start
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture
+def admin(gw: Gateway) -> Iterator[httpx.Client]:
+    """An admin API client of the module's own `gw` gateway."""
+    with gw.admin() as client:
+        yield client

@@ -46,12 +46,6 @@ def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     gateway.stop()
 
 
-@pytest.fixture
-def admin(gw: Gateway) -> Iterator[httpx.Client]:
-    with gw.admin() as client:
-        yield client
-
-
 def seed(admin: httpx.Client, tenant: str, user: str, rows: list[dict[str, Any]]) -> None:
     now = time.time()
     lines = []

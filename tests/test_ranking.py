@@ -38,12 +38,6 @@ def gw(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     gateway.stop()
 
 
-@pytest.fixture
-def admin(gw: Gateway) -> Iterator[httpx.Client]:
-    with gw.admin() as client:
-        yield client
-
-
 def ask(gw: Gateway, user: str, question: str, **headers: str) -> httpx.Response:
     response = chat(gw, KEY, user, [{"role": "user", "content": question}], headers=headers)
     assert response.status_code == 200
