@@ -73,15 +73,14 @@ def throughput(upstream: FakeUpstream, work: Path, name: str, jobs: int, per_use
         http = Upstream(base)
         db = await open_db(base.sqlite_path)
         service = await MemoryService.open(base, metrics, http.client)
-        history = service.history
-        idle = await Extraction.open(base.replace(extraction_workers=0), metrics, http, db, history, service)
+        idle = await Extraction.open(base.replace(extraction_workers=0), metrics, http, db, service)
         for i in range(jobs):
             ctx = ChatContext(f"r{i}", Identity("default", f"{name}-u{i // per_user}"), "defaults", RuleSettings(), "m", True, True, api_key=KEY)
             payload = {"messages": [{"role": "user", "content": FACTS[i % len(FACTS)].replace(".", f" {i}.")}]}
             assert await idle.queue.enqueue(ctx, payload, Reply("Noted."))
         await idle.aclose()
         started = time.perf_counter()
-        busy = await Extraction.open(base.replace(extraction_workers=2), Metrics(), http, db, history, service)
+        busy = await Extraction.open(base.replace(extraction_workers=2), Metrics(), http, db, service)
         assert await busy.queue.flush(600)
         elapsed = time.perf_counter() - started
         state = busy.queue.state()

@@ -67,7 +67,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> Starlette:
         memory = await MemoryService.open(settings, metrics, upstream.client)  # LanceDB must start after any fork
         if memory.history is not None and await memory.history.adopt(db):
             log.info("moved this replica's history from SQLite into the shared store")
-        extraction = await Extraction.open(settings, metrics, upstream, db, memory.history, memory, tracing.memory_change, lambda: rules.current)  # recovers jobs a crash left running
+        extraction = await Extraction.open(settings, metrics, upstream, db, memory, tracing.memory_change, lambda: rules.current)  # recovers jobs a crash left running
         hygiene = Hygiene(settings, metrics, lambda: rules.current, memory, scrub_wal=lambda: truncate_wal(db))
         hygiene_task = asyncio.create_task(hygiene.periodic())
         warming = asyncio.create_task(prefetch(memory, metrics, settings.prefetch_users, settings.prefetch_seconds))

@@ -49,7 +49,7 @@ def routes(settings: Settings, metrics: Metrics) -> list[Route]:
         return JSONResponse({"done": done, **queue.state()}, status_code=200 if done else 504)
 
     async def memory_history(request: Request) -> Response:
-        history = extraction_of(request).history
+        history = memory_of(request).history
         tenant, user = scope_of(request)
         mid = memory_id_of(request)
         changes = await history.for_memory(tenant, user, mid)

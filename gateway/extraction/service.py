@@ -17,7 +17,6 @@ from gateway.extraction.queue import JobQueue
 from gateway.extraction.reconcile import ChangeSpans, Reconciler, no_spans
 from gateway.extraction.siblings import SiblingQueues
 from gateway.extraction.summaries import LLMSummarizer
-from gateway.memory.history import History
 from gateway.memory.service import MemoryService
 from gateway.metrics import Metrics
 from gateway.rules import RuleSet
@@ -26,14 +25,13 @@ from gateway.upstream import Upstream
 
 
 class Extraction:
-    """A running job queue (with the history it shares with memory), built by `open`."""
+    """A running job queue, its llm status and session summarizer, built by `open`."""
 
     def __init__(
-        self, queue: JobQueue, history: History | None, request_writer: sqlite3.Connection, llm_status: LLMStatus, summarize: LLMSummarizer,
+        self, queue: JobQueue, request_writer: sqlite3.Connection, llm_status: LLMStatus, summarize: LLMSummarizer,
         siblings: SiblingQueues | None = None,
     ) -> None:
         self.queue = queue
-        self.history = history
         self.request_writer = request_writer
         self.llm_status = llm_status
         self.summarize = summarize  # the memory layer's session summaries, when the request's extractor is llm
@@ -41,7 +39,7 @@ class Extraction:
 
     @classmethod
     async def open(
-        cls, settings: Settings, metrics: Metrics, upstream: Upstream, db: aiosqlite.Connection, history: History | None, memory: MemoryService,
+        cls, settings: Settings, metrics: Metrics, upstream: Upstream, db: aiosqlite.Connection, memory: MemoryService,
         spans: ChangeSpans = no_spans,
         rules: Callable[[], RuleSet] | None = None,
     ) -> Extraction:
@@ -58,7 +56,7 @@ class Extraction:
         except BaseException:
             request_writer.close()
             raise
-        return cls(queue, history, request_writer, learner.llm_status, LLMSummarizer(s, upstream, learner.llm_status),
+        return cls(queue, request_writer, learner.llm_status, LLMSummarizer(s, upstream, learner.llm_status),
                    SiblingQueues(s.sibling_sqlite_paths) if s.workers > 1 else None)
 
     async def aclose(self) -> None:
